@@ -1,0 +1,272 @@
+"""Hardening applied inside a student's process before any of its code runs.
+
+Layers, strongest first:
+  * its own process and session (the grader kills the whole group when done);
+  * resource limits (memory, core dumps) and a clean environment in a private folder;
+  * a network namespace where the OS allows one (no interface, so no network);
+  * Landlock where the kernel has it: reads only from the Python installation,
+    the system, the submission and the grader's data; writes only in its folder;
+    no programs run; no signals to other processes;
+  * a Python audit hook that refuses forks, subprocesses, sockets and file access
+    outside those folders with a precise message, and records each attempt;
+  * a snapshot of PyTorch's functions, to tell when a submission replaces one.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import sys
+import sysconfig
+import types
+from dataclasses import dataclass, field
+from typing import Callable
+
+from grader.sandbox import landlock
+
+
+@dataclass
+class Policy:
+    workdir: str
+    read_roots: list[str]
+    memory_bytes: int
+    threads: int = 1
+    violations: list[str] = field(default_factory=list)
+    notify: Callable[[str], None] | None = None
+
+
+_policy: Policy | None = None
+_TORCH_SNAPSHOT: dict[tuple[str, str], object] = {}
+
+# Audit events that start processes or open network connections: never allowed.
+_PROCESS_EVENTS = {
+    "os.fork": "start a new process (os.fork)",
+    "os.forkpty": "start a new process (os.forkpty)",
+    "os.system": "run a shell command (os.system)",
+    "os.posix_spawn": "start a program (os.posix_spawn)",
+    "os.spawn": "start a program (os.spawn*)",
+    "os.exec": "replace the process with a program (os.exec*)",
+    "subprocess.Popen": "start a program (subprocess)",
+    "os.startfile": "start a program (os.startfile)",
+    "pty.spawn": "start a program (pty.spawn)",
+}
+_NETWORK_EVENTS = {"socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg",
+                   "socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr"}
+_LOWLEVEL_EVENTS = {"ctypes.dlopen": "load native code through ctypes",
+                    "ctypes.dlsym": "look up native functions through ctypes",
+                    "sys.addaudithook": "install an audit hook",
+                    "sys.remote_exec": "attach a debugger"}
+_WRITE_EVENTS = {"os.remove", "os.rmdir", "os.mkdir", "os.rename", "os.chmod", "os.chown",
+                 "os.truncate", "os.utime", "os.link", "os.symlink", "shutil.rmtree",
+                 "os.chflags", "os.lchflags", "os.setxattr", "os.removexattr"}
+_LIST_EVENTS = {"os.listdir", "os.scandir", "glob.glob"}
+_PROTECTED_MODULES = ("torch", "torch.nn", "torch.nn.functional", "torch.Tensor", "torch.nn.Module",
+                      "numpy", "builtins")
+
+
+def system_read_roots() -> list[str]:
+    """Where a Python process legitimately reads: the interpreter, installed packages, the OS."""
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        p = sysconfig.get_paths().get(key)
+        if p:
+            roots.add(p)
+    for p in sys.path:
+        if p and p.endswith(("site-packages", "dist-packages")):
+            roots.add(p)
+    for mod_name in ("torch", "torchvision", "numpy", "PIL", "grader"):
+        mod = sys.modules.get(mod_name)
+        if mod is not None and getattr(mod, "__file__", None):
+            roots.add(os.path.dirname(mod.__file__))
+    roots.update(["/usr", "/lib", "/lib64", "/lib32", "/bin", "/etc", "/proc", "/sys", "/dev",
+                  "/opt/conda", "/usr/local"])
+    return sorted(r for r in {os.path.realpath(r) for r in roots} if os.path.exists(r))
+
+
+def enter(policy: Policy, output_fd: int | None) -> dict[str, str]:
+    """Harden this process; returns what isolation holds, for the report."""
+    global _policy
+    _policy = policy
+    status: dict[str, str] = {}
+    os.setsid()
+    if output_fd is not None:
+        os.dup2(output_fd, 1)
+        os.dup2(output_fd, 2)
+    status["network"] = _isolate_network()
+    _limit_resources(policy.memory_bytes)
+    _clean_environment(policy)
+    os.makedirs(os.path.join(policy.workdir, "tmp"), exist_ok=True)
+    os.chdir(policy.workdir)
+    # Only the submission and installed packages are importable: never the grader's working folder.
+    sys.path[:] = [policy.workdir] + [
+        p for p in sys.path
+        if p and os.path.realpath(p) != policy.workdir and _within(os.path.realpath(p), policy.read_roots)
+    ]
+    status["files"] = landlock.restrict(policy.read_roots + [policy.workdir], [policy.workdir, "/dev"])
+    snapshot_torch()
+    sys.addaudithook(_audit)
+    return status
+
+
+def _isolate_network() -> str:
+    if sys.platform != "linux":
+        return "not isolated (no network namespaces on this OS; sockets are refused by the audit hook)"
+    libc = ctypes.CDLL(None, use_errno=True)
+    CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
+    if libc.unshare(CLONE_NEWNET) == 0:
+        return "namespace"
+    uid, gid = os.getuid(), os.getgid()
+    if libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0:
+        # Map ourselves so file ownership still reads sensibly inside.
+        try:
+            with open("/proc/self/setgroups", "w") as f:
+                f.write("deny")
+            with open("/proc/self/uid_map", "w") as f:
+                f.write(f"{uid} {uid} 1")
+            with open("/proc/self/gid_map", "w") as f:
+                f.write(f"{gid} {gid} 1")
+        except OSError:
+            pass
+        return "namespace (user)"
+    return "audit hook only (namespaces not permitted here)"
+
+
+def _limit_resources(memory_bytes: int) -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if memory_bytes > 0 and hasattr(resource, "RLIMIT_DATA"):
+        # The process starts with PyTorch already mapped; the limit is on top of that.
+        limit = _vm_data() + memory_bytes
+        try:
+            resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+        except (ValueError, OSError):
+            pass
+
+
+def _vm_data() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmData:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _clean_environment(policy: Policy) -> None:
+    keep = {k: v for k, v in os.environ.items()
+            if k in ("PATH", "LANG", "LC_ALL", "TZ", "CUDA_VISIBLE_DEVICES", "PYTHONHASHSEED")}
+    os.environ.clear()
+    os.environ.update(keep)
+    os.environ["HOME"] = policy.workdir
+    os.environ["TMPDIR"] = os.path.join(policy.workdir, "tmp")
+    os.environ["OMP_NUM_THREADS"] = str(policy.threads)
+    os.environ["TORCH_HOME"] = os.path.join(policy.workdir, "tmp", "torch")
+
+
+def snapshot_torch() -> None:
+    """Remember PyTorch's callables, to notice a submission that swaps one."""
+    import numpy
+    import torch
+
+    owners = {"torch": torch, "torch.nn": torch.nn, "torch.nn.functional": torch.nn.functional,
+              "torch.Tensor": torch.Tensor, "torch.nn.Module": torch.nn.Module, "numpy": numpy}
+    _TORCH_SNAPSHOT.clear()
+    for owner_name, owner in owners.items():
+        for attr, value in list(vars(owner).items()):
+            if callable(value) and not isinstance(value, (type, types.ModuleType)):
+                _TORCH_SNAPSHOT[(owner_name, attr)] = value
+            elif isinstance(value, type) and owner_name in ("torch.nn", "torch"):
+                _TORCH_SNAPSHOT[(owner_name, attr)] = value
+
+
+def tampered() -> list[str]:
+    """Names of PyTorch functions a submission has replaced or removed."""
+    import numpy
+    import torch
+
+    owners = {"torch": torch, "torch.nn": torch.nn, "torch.nn.functional": torch.nn.functional,
+              "torch.Tensor": torch.Tensor, "torch.nn.Module": torch.nn.Module, "numpy": numpy}
+    changed = []
+    for (owner_name, attr), original in _TORCH_SNAPSHOT.items():
+        if vars(owners[owner_name]).get(attr, None) is not original:
+            changed.append(f"{owner_name}.{attr}")
+    return changed
+
+
+def _violation(what: str) -> PermissionError:
+    assert _policy is not None
+    message = f"the submission tried to {what}"
+    _policy.violations.append(message)
+    if _policy.notify is not None:
+        try:
+            _policy.notify(message)
+        except Exception:
+            pass
+    return PermissionError(f"grader sandbox: {message}, which is not allowed")
+
+
+def _path_of(arg) -> str | None:
+    if isinstance(arg, int) or arg is None:
+        return None
+    if isinstance(arg, bytes):
+        arg = os.fsdecode(arg)
+    try:
+        return os.path.realpath(os.fspath(arg))
+    except (TypeError, ValueError):
+        return None
+
+
+def _within(path: str, roots: list[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+
+
+def _is_write(mode, flags) -> bool:
+    if isinstance(mode, str) and any(c in mode for c in "wax+"):
+        return True
+    if isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND):
+        return True
+    return False
+
+
+def _audit(event: str, args: tuple) -> None:
+    policy = _policy
+    if policy is None:
+        return
+    if event == "open":
+        path = _path_of(args[0])
+        if path is None:
+            return
+        mode = args[1] if len(args) > 1 else None
+        flags = args[2] if len(args) > 2 else None
+        if _is_write(mode, flags):
+            if not (_within(path, [policy.workdir]) or path == "/dev/null"):
+                raise _violation(f"write to {path} outside its own folder")
+        elif not _within(path, policy.read_roots + [policy.workdir]):
+            raise _violation(f"read {path}, outside the submission")
+    elif event in _WRITE_EVENTS:
+        for arg in args[:2]:
+            path = _path_of(arg) if isinstance(arg, (str, bytes, os.PathLike)) else None
+            if path is not None and not _within(path, [policy.workdir]):
+                raise _violation(f"change {path} outside its own folder ({event})")
+    elif event in _LIST_EVENTS:
+        path = _path_of(args[0]) if args and isinstance(args[0], (str, bytes, os.PathLike)) else None
+        if path is not None and not _within(path, policy.read_roots + [policy.workdir]):
+            raise _violation(f"list the folder {path}, outside the submission")
+    elif event in _PROCESS_EVENTS:
+        raise _violation(_PROCESS_EVENTS[event])
+    elif event in _NETWORK_EVENTS:
+        raise _violation(f"use the network ({event})")
+    elif event in _LOWLEVEL_EVENTS:
+        raise _violation(_LOWLEVEL_EVENTS[event])
+    elif event in ("os.kill", "os.killpg", "signal.pthread_kill"):
+        pid = args[0] if args else None
+        if event == "os.kill" and pid in (os.getpid(), 0):
+            _violation(f"kill its own process (os.kill with signal {args[1]})")  # recorded, then allowed
+            return
+        raise _violation(f"send a signal to another process ({event} {pid})")
+    elif event == "object.__setattr__":
+        obj = args[0] if args else None
+        if isinstance(obj, type) and (getattr(obj, "__module__", "") or "").split(".")[0] in ("torch", "numpy"):
+            raise _violation(f"replace {obj.__module__}.{obj.__qualname__}.{args[1]} (PyTorch itself)")

@@ -1,0 +1,120 @@
+"""Importing a student's files inside their process, and describing what went wrong.
+
+Each submission has a process of its own, so a file is imported under its own
+name (helper files beside it import as the student expects) unless that name
+would shadow a module Python or the grader needs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import linecache
+import os
+import sys
+import traceback
+import types
+
+
+class StudentError(Exception):
+    """An error in the student's code, already turned into a report-ready dict."""
+
+    def __init__(self, info: dict):
+        super().__init__(info.get("message", ""))
+        self.info = info
+
+
+def module_name_for(filename: str) -> str:
+    stem = os.path.splitext(os.path.basename(filename))[0]
+    clean = "".join(c if c.isalnum() or c == "_" else "_" for c in stem)
+    if not clean.isidentifier() or clean in sys.modules or clean in sys.stdlib_module_names or clean in (
+        "torch", "torchvision", "numpy", "grader"
+    ):
+        clean = f"_submission_{clean}"
+    return clean
+
+
+def import_file(workdir: str, filename: str) -> types.ModuleType:
+    path = os.path.join(workdir, filename)
+    if not os.path.isfile(path):
+        raise StudentError({"kind": "missing", "message": f"{filename} is not in the submission", "file": filename})
+    name = module_name_for(filename)
+    if name in sys.modules and getattr(sys.modules[name], "__file__", None) == path:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException as e:  # the student's code may raise anything, SystemExit included
+        sys.modules.pop(name, None)
+        raise StudentError(describe_exception(e, workdir, while_doing=f"importing {filename}")) from None
+    return module
+
+
+def describe_exception(e: BaseException, workdir: str, while_doing: str = "") -> dict:
+    """A report-ready description of an exception: kind, message, and the student's file and line."""
+    if isinstance(e, StudentError):
+        return e.info
+    info: dict = {"kind": "exception", "type": type(e).__name__}
+    if isinstance(e, SystemExit):
+        info.update(kind="exit", message=f"called sys.exit({e.code!r})")
+    elif isinstance(e, SyntaxError):
+        info.update(kind="syntax", message=f"SyntaxError: {e.msg}")
+        if e.filename:
+            info["file"] = _relative(e.filename, workdir)
+        info["line"] = e.lineno
+        context = _lines_before(e.filename, e.lineno) if e.filename and e.lineno else []
+        if context:
+            info["code"] = "\n".join(context)  # the line and the two before it: errors often start earlier
+        elif e.text:
+            info["code"] = e.text.strip()
+        return info
+    elif isinstance(e, MemoryError) or "can't allocate memory" in str(e) or "out of memory" in str(e).lower():
+        info.update(kind="memory", message=f"ran out of memory: {_first_line(e)}")
+    elif isinstance(e, PermissionError) and "grader sandbox" in str(e):
+        info.update(kind="violation", message=str(e).replace("grader sandbox: ", ""))
+    else:
+        info["message"] = f"{type(e).__name__}: {_first_line(e)}"
+    if "file" not in info:
+        frame = _student_frame(e, workdir)
+        if frame is not None:
+            info["file"], info["line"], code = frame
+            info["code"] = f"{info['line']:>4} | {code}"
+    if while_doing:
+        info["while"] = while_doing
+    return info
+
+
+def _lines_before(filename: str, lineno: int, count: int = 3) -> list[str]:
+    lines = []
+    for number in range(max(1, lineno - count + 1), lineno + 1):
+        text = linecache.getline(filename, number).rstrip()
+        if text.strip():
+            lines.append(f"{number:>4} | {text}")
+    return lines
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    first = text.splitlines()[0] if text else ""
+    return first[:300]
+
+
+def _relative(path: str, workdir: str) -> str:
+    try:
+        rel = os.path.relpath(path, workdir)
+    except ValueError:
+        return path
+    return path if rel.startswith("..") else rel
+
+
+def _student_frame(e: BaseException, workdir: str):
+    """The innermost traceback frame in the student's files (or notebook cells)."""
+    found = None
+    for frame in traceback.extract_tb(e.__traceback__):
+        filename = frame.filename
+        if filename.startswith(workdir + os.sep) or filename.startswith("<cell "):
+            code = frame.line or linecache.getline(filename, frame.lineno).strip()
+            found = (_relative(filename, workdir) if not filename.startswith("<") else filename.strip("<>"),
+                     frame.lineno, code)
+    return found
