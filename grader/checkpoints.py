@@ -1,0 +1,132 @@
+"""Reading checkpoints safely and explaining exactly why one does not fit a model.
+
+Formats: a raw state_dict, {'net': ...}, {'state_dict': ...}, {'model': ...},
+{'model_state_dict': ...}, keys prefixed 'module.' (DataParallel) or '_orig_mod.'
+(torch.compile), and .safetensors.  Pickled checkpoints are only ever read with
+torch.load(weights_only=True): one that needs full unpickling could run code and
+is refused, never executed.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections import OrderedDict
+
+import torch
+
+WRAPPER_KEYS = ("state_dict", "net", "model", "model_state_dict", "module", "weights")
+PREFIXES = ("module.", "_orig_mod.")
+
+
+class CheckpointRefused(Exception):
+    """The file is not a checkpoint we can read safely; the message says why and what to do."""
+
+
+def read_state_dict(path: str) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The tensors in a checkpoint file, plus notes on how they were found."""
+    notes: list[str] = []
+    name = os.path.basename(path)
+    if path.endswith(".safetensors"):
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            obj = load_file(path, device="cpu")
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointRefused(f"{name} is not a readable .safetensors file: {e}") from None
+    else:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            detail = str(e).strip().splitlines()
+            culprit = next((line for line in detail if "GLOBAL" in line or "Unsupported" in line), detail[0] if detail else "")
+            raise CheckpointRefused(
+                f"{name} needs full unpickling to load ({culprit.strip()}); that could run code, so it was "
+                "refused. Save the weights alone: torch.save(model.state_dict(), PATH)"
+            ) from None
+        except (RuntimeError, EOFError, OSError, ValueError, AttributeError) as e:
+            raise CheckpointRefused(f"{name} is not a PyTorch checkpoint that can be read: {_first_line(e)}") from None
+    state = _unwrap(obj, notes)
+    return _strip_prefixes(state, notes), notes
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _is_state_dict(obj) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    )
+
+
+def _unwrap(obj, notes: list[str]) -> dict[str, torch.Tensor]:
+    if _is_state_dict(obj):
+        return obj
+    if isinstance(obj, dict):
+        for key in WRAPPER_KEYS:
+            if key in obj and _is_state_dict(obj[key]):
+                notes.append(f"weights read from the checkpoint's '{key}' entry")
+                return obj[key]
+        keys = ", ".join(repr(k) for k in list(obj)[:8])
+        raise CheckpointRefused(
+            f"no model weights found in the checkpoint: its top-level keys are {keys}; expected a state_dict "
+            f"or one of {', '.join(repr(k) for k in WRAPPER_KEYS)}"
+        )
+    raise CheckpointRefused(f"the checkpoint holds a {type(obj).__name__}, not a state_dict")
+
+
+def _strip_prefixes(state: dict, notes: list[str]) -> dict[str, torch.Tensor]:
+    for prefix in PREFIXES:
+        if state and all(k.startswith(prefix) for k in state):
+            notes.append(f"'{prefix}' prefix removed from every key")
+            state = OrderedDict((k[len(prefix):], v) for k, v in state.items())
+    return state
+
+
+def fit(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> dict:
+    """Load `state` strictly into `model`, or return exactly what does not match."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    # Checkpoints from before BatchNorm counted batches lack num_batches_tracked: harmless.
+    benign = [k for k in missing if k.endswith("num_batches_tracked")]
+    if benign:
+        state = dict(state)
+        state.update({k: own[k] for k in benign})
+        missing = [k for k in missing if k not in benign]
+    unexpected = [k for k in state if k not in own]
+    mismatched = {
+        k: [list(state[k].shape), list(own[k].shape)]
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    }
+    if missing or unexpected or mismatched:
+        return {"ok": False, "missing": missing, "unexpected": unexpected, "mismatched": mismatched}
+    model.load_state_dict(state, strict=True)
+    return {"ok": True}
+
+
+def group_keys(keys: list[str], other_side: list[str]) -> dict[str, list[str]]:
+    """Group keys by the outermost module that the other side lacks entirely.
+
+    ['layer4.5.layer.0.0.weight', ...] against a checkpoint without any 'layer4.5.'
+    keys groups under 'layer4.5', which reads as "a sixth block that should not be there".
+    """
+    other_prefixes = set()
+    for key in other_side:
+        parts = key.split(".")
+        for i in range(1, len(parts)):
+            other_prefixes.add(".".join(parts[:i]))
+    groups: dict[str, list[str]] = {}
+    for key in keys:
+        parts = key.split(".")
+        group = key
+        for i in range(1, len(parts)):
+            prefix = ".".join(parts[:i])
+            if prefix not in other_prefixes:
+                group = prefix
+                break
+        groups.setdefault(group, []).append(key)
+    return groups
