@@ -1,0 +1,23 @@
+"""Check kinds: one module each, with its rubric item model (`Item`) and `run(item, ctx)`.
+
+A new kind is a new module here plus one line in KINDS; rubrics name it in `check:`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Union
+
+from pydantic import Field
+
+from grader.checks import accuracy, blanks, equivalence, params, shape, structure
+
+KINDS = {
+    "output_shape": shape,
+    "param_count": params,
+    "equivalence": equivalence,
+    "blanks": blanks,
+    "structure": structure,
+    "accuracy": accuracy,
+}
+
+AnyItem = Annotated[Union[tuple(module.Item for module in KINDS.values())], Field(discriminator="check")]

@@ -1,0 +1,116 @@
+"""What every check kind shares: the rubric item's common fields, the target it
+builds, the verdict it returns, and the context it runs in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from grader.datasets import DataSpec, LabelledImages
+    from grader.reference import Reference
+    from grader.rubric import Rubric
+    from grader.sandbox.session import StudentProcess
+
+
+class Target(BaseModel):
+    """What an item builds from the submission: `name` from `file`, called with args."""
+
+    model_config = ConfigDict(extra="forbid")
+    file: str = Field(description="submission file (a .py file or a notebook)")
+    name: str = Field(description="class or function in that file, e.g. ResidualBlock or vgg16")
+    args: list[Any] = Field(default_factory=list)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    isolate: list[str] = Field(default_factory=list, description=(
+        "classes of the same file replaced by argument-recording stand-ins while this item is graded, "
+        "so a mistake in another question cannot cost points here"))
+
+    def call_text(self) -> str:
+        parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        return f"{self.name}({', '.join(parts)})"
+
+
+class ItemBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    title: str = ""
+    points: float = Field(ge=0)
+    visibility: Literal["visible", "hidden", "after_due_date", "after_published"] = "visible"
+    timeout_s: float | None = Field(None, gt=0, description="time limit for this item's work in the student's process")
+
+    def needs_reference(self) -> bool:
+        return False
+
+    def files(self) -> list[str]:
+        target = getattr(self, "target", None)
+        return [target.file] if target is not None else []
+
+
+@dataclass
+class Verdict:
+    """What a check concludes about one item."""
+
+    points: float
+    message: str
+    details: list[str] = field(default_factory=list)
+    status: str | None = None  # derived from points unless set: skipped / uncertain
+    where: str | None = None  # file:line in the student's code
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def full(cls, item: ItemBase, message: str, **kw) -> "Verdict":
+        return cls(item.points, message, **kw)
+
+    @classmethod
+    def zero(cls, message: str, **kw) -> "Verdict":
+        return cls(0.0, message, **kw)
+
+    @classmethod
+    def skipped(cls, message: str, **kw) -> "Verdict":
+        return cls(0.0, message, status="skipped", **kw)
+
+
+class NotGradable(Exception):
+    """The item cannot be graded here (missing checkpoint, data, reference): it is skipped."""
+
+
+@dataclass
+class Options:
+    device: str = "cpu"
+    precision: str = "fp32"
+    batch_size: int | None = None
+    data_dir: str | None = None
+    download: bool = False
+    checkpoint_dirs: list[Path] = field(default_factory=list)
+    train_if_missing: bool = True
+    train_budget_s: float | None = None
+
+
+@dataclass
+class Context:
+    rubric: "Rubric"
+    submission: Path
+    student: "StudentProcess"
+    reference: "Reference | None"
+    options: Options
+    load_data: Callable[["DataSpec"], "LabelledImages"]
+    progress: Callable[[str], None] = lambda text: None
+
+    def timeout(self, item: ItemBase) -> float:
+        return item.timeout_s or self.rubric.limits.item_timeout_s
+
+    def require_reference(self) -> "Reference":
+        if self.reference is None:
+            raise NotGradable("needs the instructor's reference solution, which is not available here; "
+                              "this item is graded by the instructor")
+        return self.reference
+
+    def find_checkpoint(self, name: str) -> Path | None:
+        for folder in [*self.options.checkpoint_dirs, self.submission, *self.rubric.checkpoint_dirs()]:
+            candidate = Path(folder) / name
+            if candidate.is_file():
+                return candidate
+        return None

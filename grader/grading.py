@@ -1,0 +1,153 @@
+"""One grading run, top to bottom: rubric -> submission -> checks -> scores -> report.
+
+    report = grade(Path("submission/"), rubric.load("rubrics/cnn_architecture.yaml"))
+
+The student's code runs in its own isolated process (grader.sandbox); each check
+asks that process for what it needs and decides here what it is worth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Callable
+
+from grader import datasets
+from grader.checks import KINDS
+from grader.checks.base import Context, NotGradable, Options, Verdict
+from grader.reference import Reference, ReferenceError
+from grader.results import ERROR, FAILED, PARTIAL, PASSED, SKIPPED, GradeReport, ItemResult
+from grader.rubric import Rubric
+from grader.sandbox.session import Limits, StudentFailure, StudentProcess
+
+CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth", ".safetensors", ".bin", ".tar")
+MAX_COPIED_FILE_BYTES = 20 << 20
+
+
+def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, items: list[str] | None = None,
+          threads: int | None = None, on_item: Callable[[ItemResult], None] | None = None,
+          on_progress: Callable[[str], None] | None = None) -> GradeReport:
+    options = options or Options()
+    started = time.monotonic()
+    selected = rubric.select(items)
+
+    # 1. The submission: its files, copied into the student's private folder.
+    files, readable = collect_files(Path(submission))
+    reference = _reference(rubric)
+    context = None
+
+    # 2. The student's process, and what it may read besides its own files.
+    limits = Limits(timeout_s=rubric.limits.item_timeout_s, memory_mb=rubric.limits.memory_mb,
+                    output_mb=rubric.limits.output_mb)
+    readable += [str(datasets.arrays_dir())] + _checkpoint_files(rubric, selected, submission, options)
+    with StudentProcess(files, limits, readable=readable, device=options.device,
+                        threads=threads or max(1, os.cpu_count() or 1)) as student:
+        context = Context(rubric=rubric, submission=Path(submission), student=student, reference=reference,
+                          options=options, load_data=_data_loader(options),
+                          progress=on_progress or (lambda text: None))
+
+        # 3. The checks, one item at a time; a failure costs only its own item.
+        results = []
+        deadline = started + rubric.limits.timeout_s
+        for item in selected:
+            if time.monotonic() > deadline:
+                result = _result(item, Verdict.zero(f"not graded: the submission used up its "
+                                                     f"{rubric.limits.timeout_s:g} s"), 0.0)
+            else:
+                result = run_item(item, context)
+            results.append(result)
+            if on_item:
+                on_item(result)
+        isolation, output = student.isolation, student.output
+
+    # 4. Scores and the report.
+    notes = _notes(rubric, reference, selected)
+    return GradeReport(assignment=rubric.assignment, submission=str(submission), results=results,
+                       seconds=time.monotonic() - started, isolation=isolation, notes=notes, output=output)
+
+
+def run_item(item, context: Context) -> ItemResult:
+    started = time.monotonic()
+    context.progress(f"{item.id}")
+    try:
+        verdict = KINDS[item.check].run(item, context)
+    except StudentFailure as failure:
+        details = failure.code.splitlines() if failure.code else []
+        verdict = Verdict.zero(failure.message, where=failure.where() or None, details=details,
+                               extra={"failure": failure.kind})
+    except (NotGradable, datasets.DataNotFound) as e:
+        verdict = Verdict.skipped(str(e))
+    except ReferenceError as e:
+        verdict = Verdict(0.0, f"cannot grade: {e}", status=ERROR)
+    except Exception as e:  # a bug in the grader must not cost the other items
+        trace = traceback.format_exception(e)[-4:]
+        verdict = Verdict(0.0, f"internal grader error: {type(e).__name__}: {e}", status=ERROR,
+                          details=[line.rstrip() for line in trace])
+    return _result(item, verdict, time.monotonic() - started)
+
+
+def _result(item, verdict: Verdict, seconds: float) -> ItemResult:
+    points = max(0.0, min(item.points, verdict.points))
+    status = verdict.status or (PASSED if points >= item.points else PARTIAL if points > 0 else FAILED)
+    return ItemResult(id=item.id, title=item.title or item.id, points=points, max_points=item.points,
+                      status=status, message=verdict.message, details=verdict.details, where=verdict.where,
+                      visibility=item.visibility, seconds=round(seconds, 3), extra=verdict.extra)
+
+
+def collect_files(folder: Path) -> tuple[dict[str, Path], list[str]]:
+    """Files to copy into the student's folder, and large checkpoints to read in place."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder")
+    files: dict[str, Path] = {}
+    readable: list[str] = []
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if not path.is_file() or path.is_symlink() or any(p.startswith(".") or p == "__pycache__" for p in rel.parts):
+            continue
+        if path.suffix in CHECKPOINT_SUFFIXES or path.stat().st_size > MAX_COPIED_FILE_BYTES:
+            readable.append(str(path.resolve()))
+        else:
+            files[rel.as_posix()] = path
+    return files, readable
+
+
+def _checkpoint_files(rubric: Rubric, items, submission: Path, options: Options) -> list[str]:
+    names = [i.checkpoint for i in items if getattr(i, "checkpoint", None)]
+    found = []
+    for folder in [*options.checkpoint_dirs, Path(submission), *rubric.checkpoint_dirs()]:
+        for name in names:
+            candidate = Path(folder) / name
+            if candidate.is_file():
+                found.append(str(candidate.resolve()))
+    return found
+
+
+def _reference(rubric: Rubric) -> Reference | None:
+    folder = rubric.reference_dir()
+    if folder is None or not folder.is_dir():
+        return None
+    return Reference(folder)
+
+
+def _data_loader(options: Options):
+    loaded: dict[str, datasets.LabelledImages] = {}
+
+    def load(spec: datasets.DataSpec) -> datasets.LabelledImages:
+        key = json.dumps(spec.model_dump(), sort_keys=True)
+        if key not in loaded:
+            loaded[key] = datasets.load(spec, options.data_dir, download=options.download)
+        return loaded[key]
+
+    return load
+
+
+def _notes(rubric: Rubric, reference, selected) -> list[str]:
+    notes = []
+    if rubric.public:
+        notes.append("This is the public part of the rubric: hidden items, graded by your instructor, may still fail.")
+    elif reference is None and any(i.needs_reference() for i in selected):
+        notes.append("No reference solution here: items that need it were skipped.")
+    return notes

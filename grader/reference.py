@@ -1,0 +1,84 @@
+"""The instructor's reference solution, loaded in the grader's own process.
+
+Reference code is trusted and never enters a student's process: the grader builds
+the reference here, describes it, and sends students only weights and inputs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import threading
+from pathlib import Path
+
+import torch
+
+from grader import introspect
+
+
+class ReferenceError(Exception):
+    """The reference solution itself is broken: a rubric/authoring problem, not the student's."""
+
+
+class Reference:
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self._modules: dict[str, object] = {}
+        self._descriptions: dict[tuple, dict] = {}
+        self._lock = threading.Lock()
+        introspect.install_init_recorder()
+
+    def module(self, file: str):
+        with self._lock:
+            if file not in self._modules:
+                self._modules[file] = self._import(file)
+            return self._modules[file]
+
+    def _import(self, file: str):
+        path = self.folder / file
+        if path.suffix == ".ipynb":
+            from grader.notebook import load_notebook_module  # notebooks: definitions only
+
+            return load_notebook_module(path, f"_reference_{path.stem}")
+        if not path.is_file():
+            raise ReferenceError(f"reference solution file {path} does not exist")
+        name = f"_reference_{abs(hash(str(self.folder)))}_{path.stem}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.path.insert(0, str(self.folder))  # the reference's own helper imports
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:
+            raise ReferenceError(f"the reference solution {path} fails to import: {e}") from e
+        finally:
+            sys.path.remove(str(self.folder))
+        return module
+
+    def signature(self, file: str, name: str) -> list[dict]:
+        return introspect.signature_params(getattr(self.module(file), name))
+
+    def isolation(self, file: str, names: list[str]) -> dict[str, list[dict]]:
+        """Stand-in specs for `names`: the reference's constructor parameters of each."""
+        return {n: introspect.signature_params(getattr(self.module(file), n).__init__)[1:] for n in names}
+
+    def build(self, file: str, name: str, args=(), kwargs=None, isolate: list[str] = (), seed: int | None = None):
+        module = self.module(file)
+        spec = self.isolation(file, list(isolate))
+        try:
+            return introspect.build(module, name, list(args), dict(kwargs or {}), spec, seed)
+        except Exception as e:
+            raise ReferenceError(f"the reference {name} cannot be built: {e}") from e
+
+    def describe(self, file: str, name: str, args=(), kwargs=None, isolate: list[str] = (),
+                 input_shapes: list | None = None) -> dict:
+        key = (file, name, repr(args), repr(sorted((kwargs or {}).items())), tuple(isolate),
+               repr(input_shapes))
+        if key not in self._descriptions:
+            model = self.build(file, name, args, kwargs, isolate, seed=0)
+            out = {"nodes": introspect.describe(model),
+                   "param_count": sum(p.numel() for p in model.parameters())}
+            if input_shapes:
+                out["input_shapes"] = introspect.record_input_shapes(
+                    model, [torch.randn(*s) for s in input_shapes])
+            self._descriptions[key] = out
+        return self._descriptions[key]

@@ -1,0 +1,79 @@
+"""What a grading run produces: one result per rubric item and the report around them."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+PASSED, PARTIAL, FAILED, SKIPPED, UNCERTAIN, ERROR = "passed", "partial", "failed", "skipped", "uncertain", "error"
+
+
+@dataclass
+class ItemResult:
+    id: str
+    title: str
+    points: float
+    max_points: float
+    status: str
+    message: str
+    details: list[str] = field(default_factory=list)
+    where: str | None = None
+    visibility: str = "visible"
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def graded(self) -> bool:
+        return self.status != SKIPPED
+
+    @property
+    def ok(self) -> bool:
+        return self.status == PASSED or (self.status == UNCERTAIN and self.points >= self.max_points)
+
+
+@dataclass
+class GradeReport:
+    assignment: str
+    submission: str
+    results: list[ItemResult]
+    seconds: float = 0.0
+    isolation: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    output: str = ""
+
+    @property
+    def score(self) -> float:
+        return round(sum(r.points for r in self.results), 4)
+
+    @property
+    def max_score(self) -> float:
+        return round(sum(r.max_points for r in self.results), 4)
+
+    @property
+    def all_passed(self) -> bool:
+        return all(r.ok for r in self.results if r.graded)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.update(score=self.score, max_score=self.max_score)
+        return data
+
+    def to_gradescope(self) -> dict:
+        """Gradescope's results.json: https://gradescope-autograders.readthedocs.io/en/latest/specs/"""
+        tests = []
+        for r in self.results:
+            output = r.message
+            if r.where:
+                output += f"\n  at {r.where}"
+            if r.details:
+                output += "\n" + "\n".join(f"  - {d}" for d in r.details)
+            tests.append({
+                "name": r.title or r.id,
+                "score": r.points,
+                "max_score": r.max_points,
+                "status": "passed" if r.ok else "failed",
+                "output": output,
+                "visibility": r.visibility,
+                "extra_data": {"id": r.id, "status": r.status, **({"measured": r.extra} if r.extra else {})},
+            })
+        return {"score": self.score, "execution_time": round(self.seconds, 3), "tests": tests,
+                "output": "\n".join(self.notes)}
