@@ -1,0 +1,55 @@
+"""Shared test fixtures.
+
+Every test run gets a private grader cache (GRADER_CACHE_DIR), so nothing leaks
+between runs or into the user's cache.  Real images come from ../shared/datasets
+(CIFAR-10 as JPEG folders); tests that need them skip with a reason when absent.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_CIFAR = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
+RUBRICS = ROOT / "rubrics"
+REFERENCE = ROOT / "reference_solutions"
+SKELETONS = ROOT / "skeletons"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("grader-cache")
+    os.environ["GRADER_CACHE_DIR"] = str(cache)
+    os.environ.pop("GRADER_DATA_DIR", None)
+    yield cache
+
+
+@pytest.fixture(scope="session")
+def cifar10_jpeg(tmp_path_factory) -> Path:
+    """The real CIFAR-10 as train/<class>/*.jpg and test/<class>/*.jpg (extracted once)."""
+    if not SHARED_CIFAR.exists():
+        pytest.skip(f"real CIFAR-10 not available at {SHARED_CIFAR}")
+    root = tmp_path_factory.mktemp("cifar10-jpeg")
+    with tarfile.open(SHARED_CIFAR) as tar:
+        tar.extractall(root, filter="data")
+    return root
+
+
+def copy_tree(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+    return dst
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None):
+    """Run the real `grader` command in a subprocess (what a user types)."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "grader", *args], cwd=cwd or ROOT, capture_output=True,
+                          text=True, timeout=timeout, env=full_env)
