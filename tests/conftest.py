@@ -53,3 +53,26 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "grader", *args], cwd=cwd or ROOT, capture_output=True,
                           text=True, timeout=timeout, env=full_env)
+
+
+@pytest.fixture(scope="session")
+def cnn_checkpoints(tmp_path_factory) -> Path:
+    """Instructor-style checkpoints for cnn_architecture (see tests/cnn_fixtures.py)."""
+    from tests.cnn_fixtures import write_checkpoints
+
+    return write_checkpoints(tmp_path_factory.mktemp("instructor-checkpoints"))
+
+
+@pytest.fixture(scope="session")
+def labelled_by_resnet(tmp_path_factory) -> Path:
+    """A --data-dir whose test labels are the reference ResNet50_layer4's own predictions."""
+    from tests.cnn_fixtures import write_labelled_by
+
+    return write_labelled_by(tmp_path_factory.mktemp("labelled-by-resnet"), "resnet")
+
+
+@pytest.fixture(scope="session")
+def labelled_by_vgg(tmp_path_factory) -> Path:
+    from tests.cnn_fixtures import write_labelled_by
+
+    return write_labelled_by(tmp_path_factory.mktemp("labelled-by-vgg"), "vgg")
