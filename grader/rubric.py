@@ -119,11 +119,15 @@ def parse(text: str, path: Path | None = None) -> Rubric:
 
 def _explain(error: dict, root, where: str) -> str:
     loc = [part for part in error["loc"] if not (isinstance(part, str) and part in _KIND_TAGS)]
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        loc.append("check")  # point at the check: line, not the item's first line
     line = _line_of(root, loc)
     dotted = ".".join(str(p) for p in loc) or "(top level)"
     message = error["msg"]
     if error["type"] == "union_tag_invalid":
         message = f"unknown check kind; expected one of: {', '.join(_KIND_TAGS)}"
+    elif error["type"] == "union_tag_not_found":
+        message = f"every item needs 'check:', one of: {', '.join(_KIND_TAGS)}"
     elif error["type"] == "extra_forbidden":
         message = "unknown field (a typo?)"
     return f"{where}:{line}: {dotted}: {message}"

@@ -86,7 +86,8 @@ def run(item: Item, ctx: Context) -> Verdict:
     message = f"{right}/{total} blanks right"
     if wrong:
         message += ": " + "; ".join(wrong[:2]) + (f"; and {len(wrong) - 2} more" if len(wrong) > 2 else "")
-    return Verdict(round(per_blank * right, 4), message, details=wrong + notes)
+    details = (wrong if len(wrong) > 2 else []) + notes  # the message already names up to two
+    return Verdict(round(per_blank * right, 4), message, details=details)
 
 
 def _grade_default(ctx: Context, reference, t: Target, param: str) -> tuple[bool, str]:

@@ -15,6 +15,7 @@ Layers, strongest first:
 from __future__ import annotations
 
 import ctypes
+import inspect
 import os
 import resource
 import sys
@@ -165,34 +166,37 @@ def _clean_environment(policy: Policy) -> None:
     os.environ["TORCH_HOME"] = os.path.join(policy.workdir, "tmp", "torch")
 
 
-def snapshot_torch() -> None:
-    """Remember PyTorch's callables, to notice a submission that swaps one."""
+def _protected_owners() -> dict[str, object]:
     import numpy
     import torch
 
-    owners = {"torch": torch, "torch.nn": torch.nn, "torch.nn.functional": torch.nn.functional,
-              "torch.Tensor": torch.Tensor, "torch.nn.Module": torch.nn.Module, "numpy": numpy}
+    return {"torch": torch, "torch.nn": torch.nn, "torch.nn.functional": torch.nn.functional,
+            "torch.Tensor": torch.Tensor, "torch.nn.Module": torch.nn.Module, "numpy": numpy}
+
+
+def _attributes(owner) -> dict[str, object]:
+    """Callables reachable from a module, or from a class through its whole MRO
+    (torch.Tensor.argmax lives on a C base class), without binding them."""
+    if isinstance(owner, type):
+        return {name: inspect.getattr_static(owner, name) for name in dir(owner)}
+    return {name: value for name, value in vars(owner).items() if not isinstance(value, types.ModuleType)}
+
+
+def snapshot_torch() -> None:
+    """Remember PyTorch's functions and classes, to notice a submission that swaps one."""
     _TORCH_SNAPSHOT.clear()
-    for owner_name, owner in owners.items():
-        for attr, value in list(vars(owner).items()):
-            if callable(value) and not isinstance(value, (type, types.ModuleType)):
-                _TORCH_SNAPSHOT[(owner_name, attr)] = value
-            elif isinstance(value, type) and owner_name in ("torch.nn", "torch"):
+    for owner_name, owner in _protected_owners().items():
+        for attr, value in _attributes(owner).items():
+            if callable(value) or isinstance(value, (staticmethod, classmethod, property)):
                 _TORCH_SNAPSHOT[(owner_name, attr)] = value
 
 
 def tampered() -> list[str]:
     """Names of PyTorch functions a submission has replaced or removed."""
-    import numpy
-    import torch
-
-    owners = {"torch": torch, "torch.nn": torch.nn, "torch.nn.functional": torch.nn.functional,
-              "torch.Tensor": torch.Tensor, "torch.nn.Module": torch.nn.Module, "numpy": numpy}
-    changed = []
-    for (owner_name, attr), original in _TORCH_SNAPSHOT.items():
-        if vars(owners[owner_name]).get(attr, None) is not original:
-            changed.append(f"{owner_name}.{attr}")
-    return changed
+    owners = _protected_owners()
+    current = {name: _attributes(owner) for name, owner in owners.items()}
+    return [f"{owner_name}.{attr}" for (owner_name, attr), original in _TORCH_SNAPSHOT.items()
+            if current[owner_name].get(attr) is not original]
 
 
 def _violation(what: str) -> PermissionError:
@@ -266,7 +270,3 @@ def _audit(event: str, args: tuple) -> None:
             _violation(f"kill its own process (os.kill with signal {args[1]})")  # recorded, then allowed
             return
         raise _violation(f"send a signal to another process ({event} {pid})")
-    elif event == "object.__setattr__":
-        obj = args[0] if args else None
-        if isinstance(obj, type) and (getattr(obj, "__module__", "") or "").split(".")[0] in ("torch", "numpy"):
-            raise _violation(f"replace {obj.__module__}.{obj.__qualname__}.{args[1]} (PyTorch itself)")
