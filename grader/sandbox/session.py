@@ -349,19 +349,17 @@ def _main_module_hidden():
 _START_LOCK = threading.Lock()
 
 
+_OP_TEXT = {
+    "load": "importing {file}",
+    "build": "building {name}",
+    "forward": "running forward",
+    "call": "calling {name}",
+    "predict": "predicting the test images",
+    "load_state": "loading weights",
+    "train": "training",
+}
+
+
 def _describe_op(op: str, args: dict) -> str:
-    if op == "load":
-        return f"importing {args.get('file')}"
-    if op == "build":
-        return f"building {args.get('name')}"
-    if op == "forward":
-        return "running forward"
-    if op == "predict":
-        return "predicting the test images"
-    if op == "call":
-        return f"calling {args.get('name')}"
-    if op == "load_state":
-        return "loading weights"
-    if op == "train":
-        return "training"
-    return op
+    """What the student's process was doing, for messages: 'importing resnet50_skeleton.py'."""
+    return _OP_TEXT.get(op, op).format_map({k: args.get(k, "?") for k in ("file", "name")})
