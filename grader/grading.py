@@ -62,9 +62,10 @@ def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, i
             if on_item:
                 on_item(result)
         isolation, output = student.isolation, student.output
+        student_notes = list(student.report_notes)
 
     # 4. Scores and the report.
-    notes = _notes(rubric, reference, selected)
+    notes = _notes(rubric, reference, selected) + student_notes
     return GradeReport(assignment=rubric.assignment, submission=str(submission), results=results,
                        seconds=time.monotonic() - started, isolation=isolation, notes=notes, output=output)
 

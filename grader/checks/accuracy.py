@@ -61,6 +61,7 @@ def run(item: Item, ctx: Context) -> Verdict:
                                                                      "shape": list(data.images.shape)},
                            mean=spec.normalize.mean, std=spec.normalize.std, batch_size=ctx.options.batch_size,
                            precision=ctx.options.precision, timeout=_predict_timeout(ctx, item, len(data)))
+    ctx.release(built)
     return judge(item, out["predictions"], data, notes, ctx.options.precision)
 
 

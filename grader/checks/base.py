@@ -102,6 +102,11 @@ class Context:
     def timeout(self, item: ItemBase) -> float:
         return item.timeout_s or self.rubric.limits.item_timeout_s
 
+    def release(self, built: dict) -> None:
+        """Free a model the student's process built: a check done with a large model
+        (hundreds of millions of weights) must not keep it for the next items."""
+        self.student.call("release", handle=built["handle"])
+
     def require_reference(self) -> "Reference":
         if self.reference is None:
             raise NotGradable("needs the instructor's reference solution, which is not available here; "
