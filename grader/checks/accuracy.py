@@ -30,11 +30,10 @@ class Item(ItemBase):
     @field_validator("threshold")
     @classmethod
     def _fraction(cls, value: float) -> float:
-        if value > 1:
-            value = value / 100
-        if not 0 <= value <= 1:
-            raise ValueError("threshold is a fraction between 0 and 1, or a percentage")
-        return value
+        fraction = value / 100 if value > 1 else value
+        if not 0 <= fraction <= 1:
+            raise ValueError(f"{value:g} is neither a fraction between 0 and 1 (0.8) nor a percentage (80)")
+        return fraction
 
 
 def run(item: Item, ctx: Context) -> Verdict:
