@@ -148,7 +148,11 @@ def _data_loader(options: Options):
 def _notes(rubric: Rubric, reference, selected) -> list[str]:
     notes = []
     if rubric.public:
-        notes.append("This is the public part of the rubric: hidden items, graded by your instructor, may still fail.")
+        hidden = rubric.hidden
+        part = (f"{hidden.items} hidden item{'s' * (hidden.items != 1)} ({hidden.points:g} points)"
+                if hidden and hidden.items else "hidden items")
+        notes.append(f"Self-check: only the public items were graded. The {part}, graded by your instructor, "
+                     "may still fail.")
     elif reference is None and any(i.needs_reference() for i in selected):
         notes.append("No reference solution here: items that need it were skipped.")
     return notes
