@@ -75,3 +75,47 @@ def spread_classes(model: torch.nn.Module, head: torch.nn.Linear, images: np.nda
         logits = features @ head.weight.T
         head.weight.mul_(1.0 / logits.std(0).clamp_min(1e-6).unsqueeze(1))
         head.bias.copy_(-(features @ head.weight.T).mean(0))
+
+
+def _head_inputs(model: torch.nn.Module, head: torch.nn.Linear, images: np.ndarray, mean, std) -> torch.Tensor:
+    captured = []
+    hook = head.register_forward_hook(lambda module, args, out: captured.append(args[0].detach()))
+    try:
+        evaluate.predict(model, torch.from_numpy(images), mean, std, return_logits=True)
+    finally:
+        hook.remove()
+    return torch.cat(captured).flatten(1).double()
+
+
+def fit_head(model: torch.nn.Module, head: torch.nn.Linear, images: np.ndarray, mean, std, labels,
+             margin: float = 8.0) -> None:
+    """Set the last layer so that the model predicts `labels` on `images`, each with a clear margin.
+
+    With more features than images, least squares reproduces the one-hot targets exactly:
+    the checkpoint of "a model that learnt this test set"."""
+    features = _head_inputs(model, head, images, mean, std)
+    design = torch.cat([features, torch.ones(len(features), 1, dtype=features.dtype)], dim=1)
+    targets = torch.full((len(labels), head.out_features), -margin / 2, dtype=torch.float64)
+    targets[torch.arange(len(labels)), torch.as_tensor(labels)] = margin / 2
+    solution = torch.linalg.lstsq(design, targets, driver="gelsd").solution
+    with torch.no_grad():
+        head.weight.copy_(solution[:-1].T.float())
+        head.bias.copy_(solution[-1].float())
+
+
+def write_image_folder(root: Path, images: np.ndarray, labels, classes: list[str], split: str = "test") -> Path:
+    """root/split/<class>/<n>.png, lossless, so the grader reads exactly these pixels."""
+    from PIL import Image
+
+    for name in classes:
+        (root / split / name).mkdir(parents=True, exist_ok=True)
+    for index, (image, label) in enumerate(zip(images, labels)):
+        Image.fromarray(image.transpose(1, 2, 0)).save(root / split / classes[int(label)] / f"{index:04d}.png")
+    return root
+
+
+def upscaled(images: np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.fromarray(a.transpose(1, 2, 0)).resize((size, size), Image.BILINEAR))
+                     .transpose(2, 0, 1) for a in images])
