@@ -24,11 +24,15 @@ def builtin_rubrics() -> dict[str, Path]:
     return {p.stem: p for p in sorted((root / "rubrics").glob("*.yaml"))}
 
 
-def course_rubrics() -> dict[str, Path]:
-    """Rubrics of the course folder the command runs in (./rubrics/NAME.yaml), then grader's own."""
+def local_rubrics() -> dict[str, Path]:
+    """Rubrics of the course folder the command runs in: ./rubrics/NAME.yaml."""
     local = Path.cwd() / "rubrics"
-    found = {p.stem: p for p in sorted(local.glob("*.yaml"))} if local.is_dir() else {}
-    return {**builtin_rubrics(), **found}
+    return {p.stem: p for p in sorted(local.glob("*.yaml"))} if local.is_dir() else {}
+
+
+def course_rubrics() -> dict[str, Path]:
+    """Rubrics by name: the course folder's first, then grader's own."""
+    return {**builtin_rubrics(), **local_rubrics()}
 
 
 def load_named(rubric_arg: str) -> Rubric:

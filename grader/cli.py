@@ -114,7 +114,7 @@ def skeleton(
     check: bool = typer.Option(False, "--check", help="change nothing; exit 1 when a skeleton is out of date"),
 ) -> None:
     """Write skeletons/ASSIGNMENT from reference_solutions/ASSIGNMENT (solution blocks removed)."""
-    names = assignment or list(assignments.course_rubrics())
+    names = assignment or list(assignments.local_rubrics() or assignments.builtin_rubrics())
     console = Console()
     stale_any = False
     for name in names:
@@ -160,6 +160,7 @@ def rubric_validate(rubrics: list[str] = typer.Argument(..., help="rubric YAML p
         path = Path(name) if Path(name).is_file() else assignments.course_rubrics().get(name)
         if path is None:
             _fail_usage(f"no rubric {name!r}: give a YAML path or one of {', '.join(assignments.course_rubrics())}")
+        path = Path(_shown(path))
         try:
             rubric_obj = rubric_module.load(path)
         except RubricError as e:

@@ -4,7 +4,9 @@ self-check the visible items?) and a summary of its items, points and visibility
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import yaml
 from rich.console import Console
@@ -35,7 +37,7 @@ def lint(rubric: Rubric) -> list[Finding]:
     needs_reference = [i for i in rubric.items if i.needs_reference()]
     if reference is None or not reference.is_dir():
         if needs_reference:
-            where = f"{rubric.reference} does not exist" if reference else "the rubric has no 'reference:'"
+            where = f"{_display(reference)} does not exist" if reference else "the rubric has no 'reference:'"
             findings.append(Finding("error", line("reference"), f"{where}, and items "
                                     f"{', '.join(i.id for i in needs_reference)} compare with the reference"))
     else:
@@ -43,7 +45,7 @@ def lint(rubric: Rubric) -> list[Finding]:
     folder = rubric.skeleton_dir()
     if folder is not None and reference is not None and reference.is_dir():
         if not folder.is_dir():
-            findings.append(Finding("warning", line("skeleton"), f"{rubric.skeleton} does not exist yet: "
+            findings.append(Finding("warning", line("skeleton"), f"{_display(folder)} does not exist yet: "
                                     f"run `grader skeleton {rubric.assignment}`"))
         else:
             stale = skeleton.stale(reference, folder)
@@ -62,6 +64,14 @@ def lint(rubric: Rubric) -> list[Finding]:
     return findings
 
 
+def _display(path: Path) -> str:
+    """A folder as the user would type it from here."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
 def _has(root, index: int, key: str) -> bool:
     try:
         item = root.value[[k.value for k, _ in root.value].index("items")][1].value[index]
@@ -77,7 +87,8 @@ def _reference_findings(rubric: Rubric, reference, line) -> list[Finding]:
     loaded = Reference(reference)
     for file in rubric.files:
         if not (reference / file).is_file():
-            findings.append(Finding("error", line("files"), f"{file} is not in the reference folder {reference}"))
+            findings.append(Finding("error", line("files"), f"{file} is not in the reference folder "
+                                    f"{_display(reference)}"))
     for index, item in enumerate(rubric.items):
         target = getattr(item, "target", None)
         if target is None or not (reference / target.file).is_file():
