@@ -189,3 +189,19 @@ def test_a_wrong_command_on_the_page_would_fail(tmp_path):
     page = "```console\n$ grader rubric schema   # exits 0\nthis line is not printed\n```\n"
     with pytest.raises(AssertionError, match="does not print"):
         run_blocks(parse(page), tmp_path)
+
+
+def test_the_rubric_reference_names_every_field_and_check_kind():
+    """A field added to the format without a word in the reference fails here."""
+    from grader import rubric
+    from grader.checks import KINDS
+
+    reference = section(DOC.read_text(), "## Rubric reference")
+    schema = rubric.json_schema()
+    names = set(schema["properties"])
+    for definition in schema["$defs"].values():
+        names |= set(definition.get("properties", {}))
+    missing = sorted(n for n in names if not re.search(rf"(`{n}`|\b{n}:)", reference))
+    assert missing == [], f"docs/authoring.md's rubric reference does not describe {missing}"
+    for kind in KINDS:
+        assert f"### `{kind}`" in reference, kind

@@ -12,6 +12,7 @@ import json
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 
 from tests.conftest import run_cli
@@ -110,6 +111,7 @@ def test_weights_in_the_hub_cache_are_used(tmp_path):
     assert "not available offline" not in done.stdout
 
 
+@pytest.mark.filterwarnings("ignore:.*(pretrained|weight enum).*:UserWarning")  # torchvision on pretrained=True
 def test_reference_building_pretrained_models_stays_offline(tmp_path, monkeypatch):
     """The grader builds the reference in its own process: the same rules apply there."""
     from grader.reference import Reference

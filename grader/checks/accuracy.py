@@ -51,9 +51,12 @@ def run(item: Item, ctx: Context) -> Verdict:
         fit = ctx.student.call("load_state", handle=built["handle"], checkpoint=str(path.resolve()),
                                timeout=ctx.timeout(item))
         if fit.get("refused"):
+            ctx.release(built)
             return Verdict.zero(f"checkpoint refused: {fit['refused']}")
         if not fit["ok"]:
-            return _does_not_fit(ctx, item, built["handle"], path.name, fit)
+            verdict = _does_not_fit(ctx, item, built["handle"], path.name, fit)
+            ctx.release(built)
+            return verdict
         notes = fit.get("notes", [])
     ctx.progress(f"predicting {len(data):,} images")
     out = ctx.student.call("predict", handle=built["handle"], images={"path": data.images.path,
