@@ -24,15 +24,31 @@ def builtin_rubrics() -> dict[str, Path]:
     return {p.stem: p for p in sorted((root / "rubrics").glob("*.yaml"))}
 
 
+def local_rubrics() -> dict[str, Path]:
+    """Rubrics of the course folder the command runs in: ./rubrics/NAME.yaml."""
+    local = Path.cwd() / "rubrics"
+    return {p.stem: p for p in sorted(local.glob("*.yaml"))} if local.is_dir() else {}
+
+
+def course_rubrics() -> dict[str, Path]:
+    """Rubrics by name: the course folder's first, then grader's own."""
+    return {**builtin_rubrics(), **local_rubrics()}
+
+
+def load_named(rubric_arg: str) -> Rubric:
+    """A rubric by YAML path or by assignment name (./rubrics/NAME.yaml, then grader's own)."""
+    path = Path(rubric_arg)
+    if path.is_file():
+        return rubric_module.load(path)
+    known = course_rubrics()
+    if rubric_arg in known:
+        return rubric_module.load(known[rubric_arg])
+    raise RubricError(f"no rubric {rubric_arg!r}: give a YAML path or one of {', '.join(known) or '(none)'}")
+
+
 def resolve(rubric_arg: str | None, submission: Path) -> Rubric:
     if rubric_arg:
-        path = Path(rubric_arg)
-        if path.is_file():
-            return rubric_module.load(path)
-        known = builtin_rubrics()
-        if rubric_arg in known:
-            return rubric_module.load(known[rubric_arg])
-        raise RubricError(f"no rubric {rubric_arg!r}: give a YAML path or one of {', '.join(known) or '(none)'}")
+        return load_named(rubric_arg)
     for folder in (submission, submission.parent):
         for candidate in sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml")):
             if _looks_like_rubric(candidate):

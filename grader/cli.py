@@ -6,6 +6,7 @@ Exit codes: 0 every graded item passed, 1 some item failed, 2 usage error
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -14,6 +15,8 @@ import typer
 from rich.console import Console
 
 from grader import assignments, grading, report
+from grader.authoring import bundle as bundle_module
+from grader.authoring import skeleton as authoring_skeleton
 from grader.checks.base import Options
 from grader.device import resolve as resolve_device
 from grader.rubric import RubricError
@@ -54,6 +57,8 @@ def check(
                                             "(default: $GRADER_DATA_DIR, then the user cache)"),
     download: bool = typer.Option(False, "--download", help="download CIFAR-10 with torchvision if missing"),
     items: Optional[str] = typer.Option(None, "--items", help="comma-separated item ids to grade"),
+    public: bool = typer.Option(False, "--public", help="grade the visible items only, as a student's "
+                                "self-check does"),
     as_json: bool = typer.Option(False, "--json", help="print Gradescope's results.json instead of a table"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps"),
     precision: str = typer.Option("fp32", "--precision", help="fp32 (default), bf16 or fp16 for evaluation"),
@@ -67,6 +72,8 @@ def check(
         _fail_usage("--precision is one of fp32, bf16, fp16")
     try:
         rubric_obj = assignments.resolve(rubric, submission)
+        if public and not rubric_obj.public:
+            rubric_obj = rubric_obj.public_view()
         selected = [i.strip() for i in items.split(",") if i.strip()] if items else None
         rubric_obj.select(selected)
     except RubricError as e:
@@ -85,6 +92,147 @@ def check(
     else:
         report.show(result, console, verbose=verbose)
     raise typer.Exit(EXIT_OK if result.all_passed else EXIT_FAILED)
+
+
+# -- authoring: skeletons, rubrics, handouts -------------------------------------------
+
+rubric_app = typer.Typer(help="Validate, summarise and describe rubric files.", no_args_is_help=True)
+app.add_typer(rubric_app, name="rubric")
+
+
+def _load_rubric(name: str):
+    try:
+        return assignments.load_named(name)
+    except RubricError as e:
+        _fail_usage(str(e))
+
+
+@app.command()
+def skeleton(
+    assignment: Optional[list[str]] = typer.Argument(None, help="assignment names or rubric paths "
+                                                      "(default: every rubric in ./rubrics)"),
+    check: bool = typer.Option(False, "--check", help="change nothing; exit 1 when a skeleton is out of date"),
+) -> None:
+    """Write skeletons/ASSIGNMENT from reference_solutions/ASSIGNMENT (solution blocks removed)."""
+    names = assignment or list(assignments.local_rubrics() or assignments.builtin_rubrics())
+    console = Console()
+    stale_any = False
+    for name in names:
+        rubric_obj = _load_rubric(name)
+        reference, target = rubric_obj.reference_dir(), rubric_obj.skeleton_dir()
+        if reference is None or target is None:
+            if assignment:
+                _fail_usage(f"{rubric_obj.assignment}: the rubric needs both 'reference:' and 'skeleton:' folders")
+            continue
+        if not reference.is_dir():
+            _fail_usage(f"{rubric_obj.assignment}: the reference folder {reference} does not exist")
+        try:
+            if check:
+                stale = authoring_skeleton.stale(reference, target)
+                stale_any |= bool(stale)
+                text = (f"{rubric_obj.assignment}: out of date: {', '.join(stale)} (run: grader skeleton "
+                        f"{rubric_obj.assignment})" if stale else f"{rubric_obj.assignment}: up to date")
+            else:
+                written = authoring_skeleton.generate(reference, target)
+                text = f"{rubric_obj.assignment}: wrote {len(written)} file(s) to {_shown(target)}: {', '.join(written)}"
+        except authoring_skeleton.MarkerError as e:
+            _fail_usage(f"{rubric_obj.assignment}: {e}")
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_FAILED if stale_any else EXIT_OK)
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+@rubric_app.command("validate")
+def rubric_validate(rubrics: list[str] = typer.Argument(..., help="rubric YAML paths or assignment names")) -> None:
+    """Check rubrics: the format (with the YAML line), then the reference, skeleton and visibility."""
+    from grader import rubric as rubric_module
+    from grader.authoring import rubric_tools
+
+    console = Console()
+    failed = False
+    for name in rubrics:
+        path = Path(name) if Path(name).is_file() else assignments.course_rubrics().get(name)
+        if path is None:
+            _fail_usage(f"no rubric {name!r}: give a YAML path or one of {', '.join(assignments.course_rubrics())}")
+        path = Path(_shown(path))
+        try:
+            rubric_obj = rubric_module.load(path)
+        except RubricError as e:
+            failed = True
+            console.print(str(e), markup=False, highlight=False, soft_wrap=True)
+            continue
+        findings = rubric_tools.lint(rubric_obj)
+        for finding in findings:
+            console.print(finding.text(str(path)), markup=False, highlight=False, soft_wrap=True)
+        errors = [f for f in findings if f.level == "error"]
+        failed |= bool(errors)
+        summary = rubric_tools.summary(rubric_obj)
+        verdict = "invalid" if errors else "valid"
+        console.print(f"{path}: {verdict}: {len(rubric_obj.items)} items, {summary['total_points']:g} points "
+                      f"({summary['public_points']:g} public, {summary['hidden_points']:g} hidden)",
+                      markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+@rubric_app.command("show")
+def rubric_show(
+    rubric: str = typer.Argument(..., help="rubric YAML path or assignment name"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+) -> None:
+    """Items, points and visibility of a rubric, with the public and hidden totals."""
+    from grader.authoring import rubric_tools
+
+    rubric_obj = _load_rubric(rubric)
+    if as_json:
+        sys.stdout.write(json.dumps(rubric_tools.summary(rubric_obj), indent=2) + "\n")
+    else:
+        rubric_tools.show(rubric_obj, Console())
+
+
+@rubric_app.command("schema")
+def rubric_schema(output: Optional[Path] = typer.Option(None, "--output", "-o", help="write to this file")) -> None:
+    """Print the JSON Schema of the rubric format (for editors: yaml-language-server)."""
+    from grader import rubric as rubric_module
+
+    text = json.dumps(rubric_module.json_schema(), indent=2) + "\n"
+    if output:
+        output.write_text(text)
+    else:
+        sys.stdout.write(text)
+
+
+@app.command()
+def bundle(
+    assignment: str = typer.Argument(..., help="assignment name or rubric path"),
+    output: Path = typer.Option(..., "--output", "-o", help="the zip file to write"),
+    student: bool = typer.Option(False, "--student", help="skeleton, public rubric and a README for students"),
+    instructor: bool = typer.Option(False, "--instructor", help="everything: rubric, reference, skeleton, "
+                                    "checkpoints"),
+    with_checkpoints: bool = typer.Option(False, "--with-checkpoints", help="student bundle: include the "
+                                          "instructor's checkpoints that visible items use"),
+    install: str = typer.Option(bundle_module.DEFAULT_INSTALL, "--install", help="student bundle: the install "
+                                "command the README shows"),
+) -> None:
+    """Pack a handout zip: --student (no solution, no hidden item) or --instructor."""
+    if student == instructor:
+        _fail_usage("say which bundle: --student or --instructor")
+    rubric_obj = _load_rubric(assignment)
+    try:
+        if student:
+            made = bundle_module.student(rubric_obj, output, with_checkpoints=with_checkpoints, install=install)
+        else:
+            made = bundle_module.instructor(rubric_obj, output)
+    except (bundle_module.BundleError, RubricError) as e:
+        _fail_usage(str(e))
+    Console().print(f"wrote {made.path} ({len(made.members)} files)", markup=False, highlight=False)
+    for member in made.members:
+        Console().print(f"  {member}", markup=False, highlight=False)
 
 
 def main() -> None:

@@ -62,9 +62,10 @@ def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, i
             if on_item:
                 on_item(result)
         isolation, output = student.isolation, student.output
+        student_notes = list(student.report_notes)
 
     # 4. Scores and the report.
-    notes = _notes(rubric, reference, selected)
+    notes = _notes(rubric, reference, selected) + student_notes
     return GradeReport(assignment=rubric.assignment, submission=str(submission), results=results,
                        seconds=time.monotonic() - started, isolation=isolation, notes=notes, output=output)
 
@@ -147,7 +148,11 @@ def _data_loader(options: Options):
 def _notes(rubric: Rubric, reference, selected) -> list[str]:
     notes = []
     if rubric.public:
-        notes.append("This is the public part of the rubric: hidden items, graded by your instructor, may still fail.")
+        hidden = rubric.hidden
+        part = (f"{hidden.items} hidden item{'s' * (hidden.items != 1)} ({hidden.points:g} points)"
+                if hidden and hidden.items else "hidden items")
+        notes.append(f"Self-check: only the public items were graded. The {part}, graded by your instructor, "
+                     "may still fail.")
     elif reference is None and any(i.needs_reference() for i in selected):
         notes.append("No reference solution here: items that need it were skipped.")
     return notes

@@ -158,8 +158,13 @@ def stand_in(name: str, signature_of) -> type:
 
     Used in place of a student's class (for example ResidualBlock) while grading
     another question, so a mistake in one question cannot cost points in another.
+    Plain class attributes of the class it stands for (ResNet's `expansion = 1`)
+    are kept: code that builds the stand-ins reads them.
     """
+    constants = {}
     if isinstance(signature_of, type):
+        constants = {k: v for k, v in vars(signature_of).items()
+                     if not k.startswith("__") and isinstance(v, (bool, int, float, str, tuple, type(None)))}
         signature_of = signature_of.__init__  # bind as the class's own constructor would, self included
     try:
         signature = inspect.signature(signature_of)
@@ -180,6 +185,8 @@ def stand_in(name: str, signature_of) -> type:
             raise RuntimeError(f"{name} is a stand-in while another question is graded")
 
     StandIn.__name__ = StandIn.__qualname__ = name
+    for key, value in constants.items():
+        setattr(StandIn, key, value)
     return StandIn
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from grader import introspect
+from grader.sandbox import pretrained
 
 
 class ReferenceError(Exception):
@@ -21,8 +22,9 @@ class ReferenceError(Exception):
 
 
 class Reference:
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, on_note=None):
         self.folder = Path(folder)
+        self.on_note = on_note  # e.g. pretrained weights that were not available offline
         self._modules: dict[str, object] = {}
         self._descriptions: dict[tuple, dict] = {}
         self._lock = threading.Lock()
@@ -47,7 +49,8 @@ class Reference:
         module = importlib.util.module_from_spec(spec)
         sys.path.insert(0, str(self.folder))  # the reference's own helper imports
         try:
-            spec.loader.exec_module(module)
+            with pretrained.offline(self.on_note):  # grading never downloads weights
+                spec.loader.exec_module(module)
         except Exception as e:
             raise ReferenceError(f"the reference solution {path} fails to import: {e}") from e
         finally:
@@ -65,7 +68,8 @@ class Reference:
         module = self.module(file)
         spec = self.isolation(file, list(isolate))
         try:
-            return introspect.build(module, name, list(args), dict(kwargs or {}), spec, seed)
+            with pretrained.offline(self.on_note):
+                return introspect.build(module, name, list(args), dict(kwargs or {}), spec, seed)
         except Exception as e:
             raise ReferenceError(f"the reference {name} cannot be built: {e}") from e
 

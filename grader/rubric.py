@@ -9,13 +9,16 @@ check kind with its parameters.  Errors are reported with the YAML line.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
+from grader import rubric_messages
 from grader.checks import AnyItem
 from grader.datasets import DataSpec
+from grader.rubric_messages import LocatedError
+
+PUBLIC_VISIBILITY = "visible"
 
 
 class RubricError(Exception):
@@ -30,31 +33,41 @@ class Limits(BaseModel):
     output_mb: float = Field(10, gt=0, description="output the student's code may print")
 
 
-class Rubric(BaseModel):
+class HiddenPart(BaseModel):
+    """What a public rubric leaves out, so a student's self-check can say how much is still to come."""
+
     model_config = ConfigDict(extra="forbid")
-    assignment: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
-    title: str = ""
+    items: int = Field(ge=0, description="number of items graded by the instructor only")
+    points: float = Field(ge=0, description="their points")
+
+
+class Rubric(BaseModel):
+    model_config = ConfigDict(extra="forbid", title="grader rubric")
+    assignment: str = Field(pattern=r"^[A-Za-z0-9_\-]+$", description="short name: letters, digits, _ and -")
+    title: str = Field("", description="shown in reports")
     files: list[str] = Field(min_length=1, description="files a submission holds, by the course's names")
     reference: str | None = Field(None, description="reference solution folder, relative to this file")
     skeleton: str | None = Field(None, description="student skeleton folder, relative to this file")
     checkpoints: str | None = Field(None, description="instructor checkpoints folder, relative to this file")
     public: bool = Field(False, description="true in the student handout: hidden items are not included")
-    data: DataSpec = Field(default_factory=DataSpec)
-    limits: Limits = Field(default_factory=Limits)
-    items: list[AnyItem] = Field(min_length=1)
+    hidden: HiddenPart | None = Field(None, description="in a public rubric: what the instructor grades besides")
+    data: DataSpec = Field(default_factory=DataSpec, description="the data set accuracy items measure on")
+    limits: Limits = Field(default_factory=Limits, description="time and memory for the student's code")
+    items: list[AnyItem] = Field(min_length=1, description="what is graded, in report order")
 
-    path: Path | None = Field(None, exclude=True)
+    path: SkipJsonSchema[Path | None] = Field(None, exclude=True)
 
     @model_validator(mode="after")
     def _consistent(self):
         seen = set()
-        for item in self.items:
+        for index, item in enumerate(self.items):
             if item.id in seen:
-                raise ValueError(f"item id {item.id!r} is used twice")
+                raise LocatedError(("items", index, "id"), f"item id {item.id!r} is used twice")
             seen.add(item.id)
             for file in item.files():
                 if file not in self.files:
-                    raise ValueError(f"item {item.id!r} uses {file!r}, which is not in files: {self.files}")
+                    raise LocatedError(("items", index, "target", "file"),
+                                       f"{file!r} is not one of the rubric's files ({', '.join(self.files)})")
         return self
 
     # -- paths relative to the rubric file ---------------------------------
@@ -78,6 +91,27 @@ class Rubric(BaseModel):
     @property
     def total_points(self) -> float:
         return sum(item.points for item in self.items)
+
+    def public_view(self) -> "Rubric":
+        """The student's self-check: visible items only, no reference, and a count of what is hidden."""
+        public = [item for item in self.items if item.visibility == PUBLIC_VISIBILITY]
+        hidden = [item for item in self.items if item.visibility != PUBLIC_VISIBILITY]
+        if not public:
+            raise RubricError(f"{self.assignment} has no visible item: a student's self-check would be empty")
+        view = self.model_copy(update={
+            "items": public, "public": True, "reference": None,
+            "hidden": HiddenPart(items=len(hidden) + (self.hidden.items if self.hidden else 0),
+                                 points=sum(i.points for i in hidden) + (self.hidden.points if self.hidden else 0)),
+        })
+        view.path = self.path
+        return view
+
+    def to_yaml(self, header: str = "") -> str:
+        """The rubric as YAML (defaults left out), as `grader bundle` writes it."""
+        data = self.model_dump(mode="json", exclude_defaults=True)
+        data = {"assignment": data.pop("assignment"), **data}  # the name first, as people write it
+        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=110)
+        return header + text
 
     def select(self, ids: list[str] | None) -> list:
         if not ids:
@@ -109,51 +143,40 @@ def parse(text: str, path: Path | None = None) -> Rubric:
         raise RubricError(f"{where}{line}: not valid YAML: {getattr(e, 'problem', e)}") from None
     if not isinstance(data, dict):
         raise RubricError(f"{where}: a rubric is a mapping with 'assignment', 'files' and 'items'")
+    problems = rubric_messages.duplicate_keys(root, where)
     try:
         rubric = Rubric.model_validate(data)
     except ValidationError as e:
-        raise RubricError("\n".join(_explain(error, root, where) for error in e.errors())) from None
+        problems += [_explain(error, root, where, data) for error in e.errors()]
+    if problems:
+        raise RubricError("\n".join(problems)) from None
     rubric.path = path.resolve() if path else None
     return rubric
 
 
-def _explain(error: dict, root, where: str) -> str:
-    loc = [part for part in error["loc"] if not (isinstance(part, str) and part in _KIND_TAGS)]
-    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
-        loc.append("check")  # point at the check: line, not the item's first line
-    line = _line_of(root, loc)
-    dotted = ".".join(str(p) for p in loc) or "(top level)"
-    message = error["msg"]
-    if error["type"] == "union_tag_invalid":
-        message = f"unknown check kind; expected one of: {', '.join(_KIND_TAGS)}"
-    elif error["type"] == "union_tag_not_found":
-        message = f"every item needs 'check:', one of: {', '.join(_KIND_TAGS)}"
-    elif error["type"] == "extra_forbidden":
-        message = "unknown field (a typo?)"
-    return f"{where}:{line}: {dotted}: {message}"
-
-
-def _line_of(node, loc: list[Any]) -> int:
-    """The YAML line of the deepest node along `loc` that exists."""
-    line = node.start_mark.line + 1 if node is not None else 1
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next((v for k, v in node.value if k.value == part), None)
-            if match is None:
-                break
-            node = match
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-        else:
-            break
-        line = node.start_mark.line + 1
-    return line
-
-
-def _kind_tags() -> list[str]:
+def _explain(error: dict, root, where: str, data=None) -> str:
     from grader.checks import KINDS
 
-    return list(KINDS)
+    return rubric_messages.explain(error, root, data, where, KINDS)
 
 
-_KIND_TAGS = _kind_tags()
+def json_schema() -> dict:
+    """The JSON Schema of the rubric format, for editors (yaml-language-server) and other tools."""
+    import json
+
+    from grader.checks import KINDS
+
+    text = json.dumps(Rubric.model_json_schema(mode="validation"))
+    for kind, module in KINDS.items():  # readable names for the item kinds: accuracy_item, ...
+        qualified = module.Item.__module__.replace(".", "__") + "__Item"
+        text = text.replace(f'"{qualified}"', f'"{kind}_item"').replace(f"/{qualified}\"", f'/{kind}_item"')
+    schema = json.loads(text)
+    for kind, module in KINDS.items():
+        definition = schema["$defs"].get(f"{kind}_item")
+        if definition is not None:
+            definition["title"] = f"{kind} item"
+            definition["description"] = (module.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["description"] = ("A grader rubric: the files a submission holds, where the reference solution and "
+                             "checkpoints are, the data set, the limits, and the graded items.")
+    return schema

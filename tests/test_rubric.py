@@ -33,11 +33,11 @@ def test_minimal_rubric():
 
 
 @pytest.mark.parametrize("change, line, text", [
-    (("points: 5", "points: -1"), 5, "items.0.points: Input should be greater than or equal to 0"),
-    (("check: output_shape", "check: shapez"), 6, "items.0.check: unknown check kind; expected one of: output_shape"),
-    (("expected: [1, 10]", "expected: [1, 10]\n    expect: [1]"), 10, "items.0.expect: unknown field (a typo?)"),
-    (("target: {file: net.py", "target: {file: other.py"), 1, "uses 'other.py', which is not in files"),
-    (("assignment: demo", "assignment: my demo"), 1, "assignment: String should match pattern"),
+    (("points: 5", "points: -1"), 5, "item 'net.shape', points: -1 is too small: it must be at least 0.0"),
+    (("check: output_shape", "check: shapez"), 6, "check: 'shapez' is not a check kind; the kinds are: output_shape"),
+    (("expected: [1, 10]", "expected: [1, 10]\n    expect: [1]"), 10, "unknown field 'expect' (did you mean 'expected'?)"),
+    (("target: {file: net.py", "target: {file: other.py"), 7, "'other.py' is not one of the rubric's files (net.py)"),
+    (("assignment: demo", "assignment: my demo"), 1, "assignment: 'my demo' may contain only letters, digits"),
 ])
 def test_errors_name_the_line_and_what_is_expected(change, line, text):
     with pytest.raises(RubricError) as caught:
@@ -48,7 +48,7 @@ def test_errors_name_the_line_and_what_is_expected(change, line, text):
 
 def test_duplicate_ids_are_refused():
     doubled = MINIMAL + MINIMAL.split("items:\n")[1]
-    with pytest.raises(RubricError, match="item id 'net.shape' is used twice"):
+    with pytest.raises(RubricError, match="<rubric>:10: .*item id 'net.shape' is used twice"):
         parse(doubled)
 
 

@@ -49,6 +49,34 @@ def strip_solution(source: str, where: str = "") -> str:
     return "".join(out)
 
 
+def solution_lines(source: str) -> list[str]:
+    """The lines a skeleton must not contain: solution blocks, and the code of `# skeleton:` lines."""
+    found, inside = [], False
+    for line in source.splitlines():
+        if BEGIN.match(line):
+            inside = True
+        elif END.match(line):
+            inside = False
+        elif inside:
+            found.append(line.strip())
+        else:
+            match = SKELETON.match(line)
+            if match:
+                found.append(match["code"].strip())
+    return [line for line in found if line and not line.startswith("#")]
+
+
+def solution_text(path: Path) -> list[str]:
+    """solution_lines of a reference file (every code cell of a notebook)."""
+    if path.suffix == ".py":
+        return solution_lines(path.read_text())
+    if path.suffix == ".ipynb":
+        cells = json.loads(path.read_text()).get("cells", [])
+        return [line for cell in cells if cell.get("cell_type") == "code"
+                for line in solution_lines("".join(cell.get("source", [])))]
+    return []
+
+
 def strip_notebook(text: str, where: str = "") -> str:
     notebook = json.loads(text)
     for index, cell in enumerate(notebook.get("cells", [])):

@@ -30,11 +30,10 @@ class Item(ItemBase):
     @field_validator("threshold")
     @classmethod
     def _fraction(cls, value: float) -> float:
-        if value > 1:
-            value = value / 100
-        if not 0 <= value <= 1:
-            raise ValueError("threshold is a fraction between 0 and 1, or a percentage")
-        return value
+        fraction = value / 100 if value > 1 else value
+        if not 0 <= fraction <= 1:
+            raise ValueError(f"{value:g} is neither a fraction between 0 and 1 (0.8) nor a percentage (80)")
+        return fraction
 
 
 def run(item: Item, ctx: Context) -> Verdict:
@@ -52,15 +51,19 @@ def run(item: Item, ctx: Context) -> Verdict:
         fit = ctx.student.call("load_state", handle=built["handle"], checkpoint=str(path.resolve()),
                                timeout=ctx.timeout(item))
         if fit.get("refused"):
+            ctx.release(built)
             return Verdict.zero(f"checkpoint refused: {fit['refused']}")
         if not fit["ok"]:
-            return _does_not_fit(ctx, item, built["handle"], path.name, fit)
+            verdict = _does_not_fit(ctx, item, built["handle"], path.name, fit)
+            ctx.release(built)
+            return verdict
         notes = fit.get("notes", [])
     ctx.progress(f"predicting {len(data):,} images")
     out = ctx.student.call("predict", handle=built["handle"], images={"path": data.images.path,
                                                                      "shape": list(data.images.shape)},
                            mean=spec.normalize.mean, std=spec.normalize.std, batch_size=ctx.options.batch_size,
                            precision=ctx.options.precision, timeout=_predict_timeout(ctx, item, len(data)))
+    ctx.release(built)
     return judge(item, out["predictions"], data, notes, ctx.options.precision)
 
 

@@ -22,8 +22,8 @@ class Target(BaseModel):
     model_config = ConfigDict(extra="forbid")
     file: str = Field(description="submission file (a .py file or a notebook)")
     name: str = Field(description="class or function in that file, e.g. ResidualBlock or vgg16")
-    args: list[Any] = Field(default_factory=list)
-    kwargs: dict[str, Any] = Field(default_factory=dict)
+    args: list[Any] = Field(default_factory=list, description="positional arguments of the call")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the call")
     isolate: list[str] = Field(default_factory=list, description=(
         "classes of the same file replaced by argument-recording stand-ins while this item is graded, "
         "so a mistake in another question cannot cost points here"))
@@ -35,10 +35,12 @@ class Target(BaseModel):
 
 class ItemBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    id: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
-    title: str = ""
-    points: float = Field(ge=0)
-    visibility: Literal["visible", "hidden", "after_due_date", "after_published"] = "visible"
+    id: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$", description="unique name: letters, digits, _ . -")
+    title: str = Field("", description="shown in reports instead of the id")
+    points: float = Field(ge=0, description="what the item is worth")
+    visibility: Literal["visible", "hidden", "after_due_date", "after_published"] = Field(
+        "visible", description="visible: in the students' self-check; the others are left out of the handout and "
+                               "graded by the instructor (on Gradescope they decide when students see the result)")
     timeout_s: float | None = Field(None, gt=0, description="time limit for this item's work in the student's process")
 
     def needs_reference(self) -> bool:
@@ -101,6 +103,11 @@ class Context:
 
     def timeout(self, item: ItemBase) -> float:
         return item.timeout_s or self.rubric.limits.item_timeout_s
+
+    def release(self, built: dict) -> None:
+        """Free a model the student's process built: a check done with a large model
+        (hundreds of millions of weights) must not keep it for the next items."""
+        self.student.call("release", handle=built["handle"])
 
     def require_reference(self) -> "Reference":
         if self.reference is None:

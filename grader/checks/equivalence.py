@@ -26,10 +26,10 @@ class Case(BaseModel):
 class Item(ItemBase):
     check: Literal["equivalence"]
     target: Target
-    cases: list[Case] = Field(min_length=1)
-    atol: float = 1e-4
-    rtol: float = 1e-4
-    seed: int = 0
+    cases: list[Case] = Field(min_length=1, description="constructor arguments and input shapes to compare on")
+    atol: float = Field(1e-4, description="absolute tolerance of the output comparison")
+    rtol: float = Field(1e-4, description="relative tolerance of the output comparison")
+    seed: int = Field(0, description="seed of the reference weights and the random inputs")
 
     def needs_reference(self) -> bool:
         return True

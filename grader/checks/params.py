@@ -27,6 +27,7 @@ def run(item: Item, ctx: Context) -> Verdict:
     built = ctx.student.call("build", file=t.file, name=t.name, args=t.args, kwargs=t.kwargs,
                              timeout=ctx.timeout(item))
     count = built["param_count"]
+    ctx.release(built)
     if abs(count - expected) > item.tolerance:
         return Verdict.zero(f"{t.call_text()} has {count:,} parameters; expected {expected:,} "
                             f"({count - expected:+,})")

@@ -32,6 +32,7 @@ def run(item: Item, ctx: Context) -> Verdict:
                              timeout=ctx.timeout(item))
     inputs = [torch.randn(*s, generator=torch.Generator().manual_seed(0)) for s in item.inputs]
     out = ctx.student.call("forward", handle=built["handle"], inputs=inputs, timeout=ctx.timeout(item))
+    ctx.release(built)
     got = out.get("tensor")
     if got is None:
         return Verdict.zero(f"{t.call_text()} returns several tensors; expected one of shape {expected}")

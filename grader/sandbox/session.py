@@ -27,7 +27,7 @@ from typing import Callable
 from grader.sandbox import protocol
 from grader.sandbox.guard import system_read_roots
 
-_PRELOAD = ["torch", "grader.sandbox.worker"]
+_PRELOAD = ["torch", "torchvision", "grader.sandbox.worker"]  # most CNN submissions import torchvision
 _context = None
 
 
@@ -115,6 +115,7 @@ class StudentProcess:
         self.on_note = on_note
         self.isolation: dict[str, str] = {}
         self.notes: list[str] = []
+        self.report_notes: list[str] = []  # notes the report shows (e.g. pretrained weights not available)
         self.fatal_imports: dict[str, StudentFailure] = {}
         self._loaded: dict[str, dict] = {}
         self._proc = None
@@ -293,6 +294,8 @@ class StudentProcess:
                 raise StudentFailure("crash", f"sent a malformed reply while {what}: {e}") from None
             if "note" in message:
                 self.notes.append(message["note"])
+                if message.get("report") and message["note"] not in self.report_notes:
+                    self.report_notes.append(message["note"])
                 if self.on_note:
                     self.on_note(message["note"])
                 continue

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from grader import checkpoints, evaluate, introspect
-from grader.sandbox import guard, protocol
+from grader.sandbox import guard, pretrained, protocol
 from grader.sandbox.loader import StudentError, describe_exception, import_file
 
 _real_exit = os._exit
@@ -40,8 +40,12 @@ def serve(conn, output, config: WorkerConfig) -> None:
             conn.send_bytes(data)
 
     torch.set_num_threads(max(1, config.threads))
+    _import_native_packages()
     introspect.install_init_recorder()
-    policy = guard.Policy(workdir=config.workdir, read_roots=config.read_roots,
+    # Pretrained weights: read from this machine's hub cache, never downloaded (no network here).
+    weight_caches = pretrained.hub_cache_dirs()
+    pretrained.install(weight_caches, notify=lambda message: send({"note": message, "report": True}))
+    policy = guard.Policy(workdir=config.workdir, read_roots=config.read_roots + weight_caches,
                           memory_bytes=config.memory_bytes, threads=config.threads,
                           notify=lambda message: send({"note": message}))
     status = guard.enter(policy, output.fileno())
@@ -57,6 +61,15 @@ def serve(conn, output, config: WorkerConfig) -> None:
             break
         send(worker.handle(request))
     _real_exit(0)
+
+
+def _import_native_packages() -> None:
+    """torchvision loads its C++ operators through ctypes, which the audit hook refuses to
+    student code: import it before hardening (free when the fork server preloaded it)."""
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # not installed, or broken: the student's import will say so
+        pass
 
 
 def _report_exits(send) -> None:
@@ -83,6 +96,7 @@ class Worker:
         self.send = send
         self.objects: dict[int, object] = {}
         self.modules: dict[str, object] = {}
+        self.last_handle = 0  # handles are never reused, even after a release
 
     def handle(self, request: dict) -> dict:
         op = request.get("op", "")
@@ -135,7 +149,8 @@ class Worker:
         if not isinstance(obj, torch.nn.Module):
             raise StudentError({"kind": "exception", "file": file,
                                 "message": f"{name}(...) returned {type(obj).__name__}, not an nn.Module"})
-        handle = len(self.objects) + 1
+        self.last_handle += 1
+        handle = self.last_handle
         self.objects[handle] = obj
         return {"handle": handle, "type": type(obj).__name__,
                 "param_count": sum(p.numel() for p in obj.parameters()),

@@ -1,0 +1,179 @@
+"""Handouts: the student zip holds the skeleton, the public rubric and a README, and no
+solution; a student's self-check from it grades the public items only and says what is
+hidden; the instructor zip holds everything and its rubric works where it is unpacked."""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from grader import rubric
+from grader.authoring import skeleton
+from tests.conftest import REFERENCE, RUBRICS, SKELETONS, run_cli
+
+ASSIGNMENTS = sorted(p.stem for p in RUBRICS.glob("*.yaml"))
+
+
+def _student_zip(tmp_path: Path, assignment: str, *extra: str, cwd: Path | None = None) -> Path:
+    out = tmp_path / f"{assignment}-handout.zip"
+    done = run_cli("bundle", assignment, "--student", "-o", str(out), *extra, cwd=cwd)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_student_zip_holds_no_solution(tmp_path, assignment):
+    full = rubric.load(RUBRICS / f"{assignment}.yaml")
+    out = _student_zip(tmp_path, assignment)
+    with zipfile.ZipFile(out) as z:
+        members = {name: z.read(name) for name in z.namelist()}
+    text = "\n".join(data.decode(errors="replace") for data in members.values())
+    handed_lines = {line.strip() for line in text.splitlines()}
+
+    reference = full.reference_dir()
+    student_files = skeleton.student_files(reference)
+    secrets = 0
+    for path in sorted(reference.rglob("*.py")) + sorted(reference.rglob("*.ipynb")):
+        given = {line.strip() for line in student_files[path.relative_to(reference).as_posix()].decode().splitlines()}
+        secret = [line for line in skeleton.solution_text(path) if line not in given]
+        secrets += len(secret)
+        leaked = [line for line in secret if line in handed_lines or (len(line) >= 12 and line in text)]
+        assert not leaked, f"solution text of {path.name} in the zip"
+        if student_files[path.relative_to(reference).as_posix()] != path.read_bytes():
+            assert path.read_bytes() not in members.values(), f"reference file {path.name} in the zip"
+    assert secrets > 10, "the reference has (almost) no solution block: nothing was tested"
+    assert "BEGIN SOLUTION" not in text and "# skeleton:" not in text
+
+    # The public rubric: visible items only, no reference path, a count of what is hidden.
+    public = yaml.safe_load(members[f"{assignment}/{assignment}.yaml"])
+    visible = [i for i in full.items if i.visibility == "visible"]
+    hidden = [i for i in full.items if i.visibility != "visible"]
+    assert public["public"] is True and "reference" not in public and "skeleton" not in public
+    assert [i["id"] for i in public["items"]] == [i.id for i in visible]
+    assert public["hidden"] == {"items": len(hidden), "points": sum(i.points for i in hidden)}
+    for item in hidden:
+        assert item.id not in text
+    # The skeleton files sit at the top of the folder, where the student works.
+    for rel, data in skeleton.student_files(reference).items():
+        assert members[f"{assignment}/{rel}"] == data
+    readme = members[f"{assignment}/README.md"].decode()
+    assert "$ python -m pip install grader" in readme and "$ grader check ." in readme
+
+
+def test_student_self_check_runs_the_public_items_and_says_what_is_hidden(tmp_path, cnn_checkpoints,
+                                                                         labelled_by_resnet):
+    out = _student_zip(tmp_path, "cnn_architecture")
+    with zipfile.ZipFile(out) as z:
+        z.extractall(tmp_path / "student")
+    folder = tmp_path / "student" / "cnn_architecture"
+
+    # As handed out: the rubric is found in the folder; only the two public items are graded.
+    done = run_cli("check", str(folder))
+    assert done.returncode == 0, done.stdout + done.stderr  # both skipped: no checkpoints yet
+    assert "resnet50_layer4.accuracy" in done.stdout and "vgg16.accuracy" in done.stdout
+    assert "residual_block" not in done.stdout and "TOTAL       0/20" in done.stdout
+    assert ("Self-check: only the public items were graded. The 5 hidden items (105 points), graded by your "
+            "instructor, may still fail.") in done.stdout
+
+    # The student completes the work, puts the instructor's checkpoints beside it, checks again.
+    for name in ("resnet50_skeleton.py",):
+        shutil.copy(REFERENCE / "cnn_architecture" / name, folder / name)
+    for ckpt in cnn_checkpoints.iterdir():
+        (folder / ckpt.name).symlink_to(ckpt)
+    done = run_cli("check", ".", "--items", "resnet50_layer4.accuracy", "--data-dir", str(labelled_by_resnet),
+                   cwd=folder)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "PASS" in done.stdout and "test accuracy 100.00% (64/64) >= 80%" in done.stdout
+
+
+def test_instructor_preview_of_the_self_check(tmp_path):
+    done = run_cli("check", str(SKELETONS / "cnn_architecture"), "--rubric", "cnn_architecture", "--public")
+    assert "residual_block" not in done.stdout and "vgg16.accuracy" in done.stdout
+    assert "The 5 hidden items (105 points)" in done.stdout
+
+
+def _course(tmp_path: Path) -> Path:
+    course = tmp_path / "course"
+    (course / "rubrics").mkdir(parents=True)
+    shutil.copy(RUBRICS / "cnn_architecture.yaml", course / "rubrics")
+    shutil.copytree(REFERENCE / "cnn_architecture", course / "reference_solutions" / "cnn_architecture")
+    shutil.copytree(SKELETONS / "cnn_architecture", course / "skeletons" / "cnn_architecture")
+    return course
+
+
+def test_bundle_refuses_a_stale_or_leaking_skeleton(tmp_path):
+    course = _course(tmp_path)
+    target = course / "skeletons" / "cnn_architecture" / "resnet50_skeleton.py"
+    # A hand-edited skeleton with an answer in it: refused, nothing written.
+    target.write_text(target.read_text().replace("nn.MaxPool2d(#blank#, #blank#, #blank#)", "nn.MaxPool2d(3, 2, 1)"))
+    out = tmp_path / "handout.zip"
+    done = run_cli("bundle", "cnn_architecture", "--student", "-o", str(out), cwd=course)
+    assert done.returncode == 2
+    assert "is out of date with the reference (resnet50_skeleton.py): run `grader skeleton cnn_architecture` first" \
+        in done.stderr
+    assert not out.exists()
+
+    # An up-to-date skeleton, but a visible item's title that gives an answer away: refused too.
+    target.write_text(target.read_text().replace("nn.MaxPool2d(3, 2, 1)", "nn.MaxPool2d(#blank#, #blank#, #blank#)"))
+    path = course / "rubrics" / "cnn_architecture.yaml"
+    path.write_text(path.read_text().replace('title: "VGG16 test accuracy with vgg16_epoch250.ckpt"',
+                                             'title: "self.fc = nn.Linear(1024, 10)"'))
+    done = run_cli("bundle", "cnn_architecture", "--student", "-o", str(out), cwd=course)
+    assert done.returncode == 2
+    assert "the student bundle would contain solution code from resnet50_skeleton.py: 'self.fc = nn.Linear(1024, 10)'" \
+        in done.stderr
+    assert not out.exists()
+
+
+def test_bundle_refuses_visible_items_that_need_the_reference(tmp_path):
+    course = _course(tmp_path)
+    path = course / "rubrics" / "cnn_architecture.yaml"
+    path.write_text(path.read_text().replace("    visibility: after_published\n", "", 1))
+    done = run_cli("bundle", "cnn_architecture", "--student", "-o", str(tmp_path / "h.zip"), cwd=course)
+    assert done.returncode == 2
+    assert "visible item(s) residual_block.downsample need the reference solution" in done.stderr
+
+
+def test_student_bundle_with_the_instructors_checkpoints(tmp_path, cnn_checkpoints):
+    course = _course(tmp_path)
+    shutil.copytree(cnn_checkpoints, course / "checkpoints" / "cnn_architecture", symlinks=True)
+    out = _student_zip(tmp_path, "cnn_architecture", "--with-checkpoints", cwd=course)
+    with zipfile.ZipFile(out) as z:
+        names = z.namelist()
+        readme = z.read("cnn_architecture/README.md").decode()
+        assert z.getinfo("cnn_architecture/vgg16_epoch250.ckpt").compress_type == zipfile.ZIP_STORED
+    assert "cnn_architecture/resnet50_epoch285.ckpt" in names and "cnn_architecture/vgg16_epoch250.ckpt" in names
+    assert "Your instructor's checkpoints `resnet50_epoch285.ckpt`, `vgg16_epoch250.ckpt` are in this folder." in readme
+
+
+def test_instructor_zip_holds_everything_and_works_unpacked(tmp_path):
+    out = tmp_path / "instructor.zip"
+    done = run_cli("bundle", "cnn_architecture", "--instructor", "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    with zipfile.ZipFile(out) as z:
+        z.extractall(tmp_path / "unpacked")
+        names = z.namelist()
+    root = tmp_path / "unpacked" / "cnn_architecture-instructor"
+    for rel in ("reference/resnet50_skeleton.py", "skeleton/resnet50_skeleton.py", "cnn_architecture.yaml",
+                "rubric.schema.json", "README.md"):
+        assert f"cnn_architecture-instructor/{rel}" in names
+    text = (root / "cnn_architecture.yaml").read_text()
+    assert text.startswith("# yaml-language-server: $schema=rubric.schema.json\n")
+    assert "\nreference: reference\n" in text and "\nskeleton: skeleton\n" in text
+    assert "# Visibility: students self-check" in text  # the instructor's comments are kept
+    done = run_cli("check", "reference", "--rubric", "cnn_architecture.yaml", cwd=root)
+    assert "TOTAL    105/125" in done.stdout  # all but the two accuracy items (no checkpoints here)
+    assert run_cli("skeleton", "cnn_architecture.yaml", "--check", cwd=root).returncode == 0
+
+
+def test_bundles_are_reproducible_and_need_a_kind(tmp_path):
+    first, second = tmp_path / "a.zip", tmp_path / "b.zip"
+    for out in (first, second):
+        assert run_cli("bundle", "cnn_architecture", "--student", "-o", str(out)).returncode == 0
+    assert first.read_bytes() == second.read_bytes()
+    done = run_cli("bundle", "cnn_architecture", "-o", str(tmp_path / "c.zip"))
+    assert done.returncode == 2 and "--student or --instructor" in done.stderr
