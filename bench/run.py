@@ -1,0 +1,153 @@
+"""grader's speed, measured side by side in one run.
+
+    python bench/run.py [--quick] [--data-dir DIR]
+
+Prints `name: value` lines (ratios are the figures to compare between machines;
+absolute rates drift with the machine's load):
+
+  eval_vs_bare_vgg16            grader's evaluation throughput / a bare forward pass of
+  eval_vs_bare_resnet50_layer4  the same model on the same tensors (goal >= 0.95)
+  grader_vs_course_loop_vgg16   grader's evaluation speed-up over the course's own loop
+                                (DataLoader, ToTensor + Normalize per image, batch 100)
+
+Each pair is measured alternately (A B A B ...) and the median ratio reported.
+Data: the CIFAR-10 test set from --data-dir, else the 3,000-image sample shipped with grader.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from grader import datasets, evaluate  # noqa: E402
+from grader.sandbox.session import Limits, StudentProcess  # noqa: E402
+
+REFERENCE = ROOT / "reference_solutions" / "cnn_architecture"
+MODELS = {"vgg16": ("vgg16_full.py", "vgg16"), "resnet50_layer4": ("resnet50_skeleton.py", "ResNet50_layer4")}
+
+
+def report(name: str, value: float, unit: str = "") -> None:
+    print(f"{name}: {value:.3f}{unit}", flush=True)
+
+
+def build(name: str) -> torch.nn.Module:
+    file, builder = MODELS[name]
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", REFERENCE / file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.manual_seed(0)
+    return getattr(module, builder)().eval()
+
+
+def bare_forward(model: torch.nn.Module, batches: list[torch.Tensor]) -> float:
+    """Images per second of model(x) over pre-normalised tensors: the limit."""
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for x in batches:
+            model(x).argmax(1)
+    return sum(len(x) for x in batches) / (time.perf_counter() - start)
+
+
+def grader_eval(student: StudentProcess, handle: int, data: datasets.LabelledImages, count: int,
+                batch_size: int) -> float:
+    """Images per second of the grader's evaluation in the student's process, predictions returned."""
+    start = time.perf_counter()
+    out = student.call("predict", handle=handle, images={"path": data.images.path, "shape": list(data.images.shape)},
+                       mean=datasets.CIFAR10_MEAN, std=datasets.CIFAR10_STD, batch_size=batch_size,
+                       indices=torch.arange(count), timeout=3600)
+    elapsed = time.perf_counter() - start
+    assert len(out["predictions"]) == count
+    return count / elapsed
+
+
+def course_loop(model: torch.nn.Module, data: datasets.LabelledImages, count: int) -> float:
+    """main.py's evaluation: a Dataset doing PIL -> ToTensor -> Normalize per image, DataLoader(batch 100)."""
+    import numpy as np
+    import torchvision.transforms as T
+    from PIL import Image
+
+    images = np.asarray(data.images.open()[:count])
+    labels = data.labels[:count]
+    transform = T.Compose([T.ToTensor(), T.Normalize(datasets.CIFAR10_MEAN, datasets.CIFAR10_STD)])
+
+    class CourseDataset(torch.utils.data.Dataset):  # what torchvision's CIFAR10 does per item
+        def __len__(self):
+            return count
+
+        def __getitem__(self, i):
+            return transform(Image.fromarray(images[i].transpose(1, 2, 0))), int(labels[i])
+
+    loader = torch.utils.data.DataLoader(CourseDataset(), batch_size=100, shuffle=False)
+    start = time.perf_counter()
+    with torch.no_grad():
+        for x, y in loader:
+            torch.max(model(x).data, 1)
+    return count / (time.perf_counter() - start)
+
+
+def measure_eval(name: str, data, count: int, rounds: int, student: StudentProcess, workdir: Path) -> dict:
+    model = build(name)
+    batch_size = evaluate.default_batch_size("cpu")
+    normalize = evaluate.normalizer(datasets.CIFAR10_MEAN, datasets.CIFAR10_STD, "cpu")
+    tensors = data.images.open()[:count]
+    batches = [normalize(tensors[i:i + batch_size]) for i in range(0, count, batch_size)]
+    file, builder = MODELS[name]
+    handle = student.call("build", file=file, name=builder, seed=0)["handle"]
+    state = model.state_dict()
+    student.call("load_state", handle=handle, state=state)
+    bare_forward(model, batches[:1])  # warm-up both sides
+    grader_eval(student, handle, data, min(count, batch_size), batch_size)
+    ratios, bares, graders = [], [], []
+    for _ in range(rounds):
+        b = bare_forward(model, batches)
+        g = grader_eval(student, handle, data, count, batch_size)
+        bares.append(b)
+        graders.append(g)
+        ratios.append(g / b)
+    return {"ratio": statistics.median(ratios), "bare": statistics.median(bares),
+            "grader": statistics.median(graders), "model": model}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer images and rounds (under 10 minutes on 2 cores)")
+    parser.add_argument("--data-dir", help="CIFAR-10 (official or image folders); default: the embedded sample")
+    args = parser.parse_args()
+
+    os.environ.setdefault("GRADER_CACHE_DIR", str(Path(tempfile.gettempdir()) / "grader-bench-cache"))
+    data = datasets.load(datasets.DataSpec(), args.data_dir)
+    count = min(len(data), 1024 if args.quick else 5000)
+    rounds = 3 if args.quick else 5
+    threads = torch.get_num_threads()
+    print(f"# {len(data)} test images from {data.source}; {count} per pass; {rounds} rounds; "
+          f"{threads} threads; torch {torch.__version__}", flush=True)
+
+    files = {name: REFERENCE / name for name in ("vgg16_full.py", "resnet50_skeleton.py")}
+    with StudentProcess(files, Limits(timeout_s=3600, memory_mb=8192), readable=[str(datasets.arrays_dir())],
+                        threads=threads) as student:
+        results = {}
+        for name in MODELS:
+            results[name] = measure_eval(name, data, count, rounds, student, ROOT)
+            r = results[name]
+            print(f"# {name}: bare {r['bare']:.0f} img/s, grader {r['grader']:.0f} img/s", flush=True)
+            report(f"eval_vs_bare_{name}", r["ratio"])
+
+    course_count = min(count, 1000 if args.quick else 2000)
+    course = statistics.median(course_loop(results["vgg16"]["model"], data, course_count) for _ in range(2))
+    print(f"# vgg16 course loop: {course:.0f} img/s", flush=True)
+    report("grader_vs_course_loop_vgg16", results["vgg16"]["grader"] / course)
+
+
+if __name__ == "__main__":
+    main()
