@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import os
 import resource
+import signal
 import sys
 import sysconfig
 import types
@@ -38,6 +39,7 @@ class Policy:
 
 _policy: Policy | None = None
 _TORCH_SNAPSHOT: dict[tuple[str, str], object] = {}
+_INHERITED: dict[str, set[str]] = {}
 
 # Audit events that start processes or open network connections: never allowed.
 _PROCESS_EVENTS = {
@@ -90,6 +92,7 @@ def enter(policy: Policy, output_fd: int | None) -> dict[str, str]:
     _policy = policy
     status: dict[str, str] = {}
     os.setsid()
+    _die_with_grader()
     if output_fd is not None:
         os.dup2(output_fd, 1)
         os.dup2(output_fd, 2)
@@ -107,6 +110,29 @@ def enter(policy: Policy, output_fd: int | None) -> dict[str, str]:
     snapshot_torch()
     sys.addaudithook(_audit)
     return status
+
+
+def _die_with_grader() -> None:
+    """End this process when the grader's process ends, even by SIGKILL.
+
+    The student's process is a child of multiprocessing's fork server, which only exits
+    once every child has closed the "alive" pipe it hands them.  Closing ours lets the
+    server exit with the grader; PR_SET_PDEATHSIG then has the kernel kill this process,
+    so a killed batch never leaves a student's endless loop running.
+    """
+    if sys.platform == "linux":
+        PR_SET_PDEATHSIG = 1
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    forkserver = sys.modules.get("multiprocessing.forkserver")
+    server = getattr(forkserver, "_forkserver", None)
+    alive = getattr(server, "_forkserver_alive_fd", None)
+    if alive is not None:
+        try:
+            os.close(alive)
+        except OSError:
+            pass
+        server._forkserver_alive_fd = None
 
 
 def _isolate_network() -> str:
@@ -165,33 +191,39 @@ def _clean_environment(policy: Policy) -> None:
     os.environ["TORCH_HOME"] = os.path.join(policy.workdir, "tmp", "torch")
 
 
-def snapshot_torch() -> None:
-    """Remember PyTorch's callables, to notice a submission that swaps one."""
+def _watched():
     import numpy
     import torch
 
-    owners = {"torch": torch, "torch.nn": torch.nn, "torch.nn.functional": torch.nn.functional,
-              "torch.Tensor": torch.Tensor, "torch.nn.Module": torch.nn.Module, "numpy": numpy}
+    return {"torch": torch, "torch.nn": torch.nn, "torch.nn.functional": torch.nn.functional,
+            "torch.Tensor": torch.Tensor, "torch.nn.Module": torch.nn.Module, "numpy": numpy}
+
+
+def snapshot_torch() -> None:
+    """Remember PyTorch's callables, to notice a submission that swaps one."""
     _TORCH_SNAPSHOT.clear()
-    for owner_name, owner in owners.items():
+    _INHERITED.clear()
+    for owner_name, owner in _watched().items():
         for attr, value in list(vars(owner).items()):
             if callable(value) and not isinstance(value, (type, types.ModuleType)):
                 _TORCH_SNAPSHOT[(owner_name, attr)] = value
             elif isinstance(value, type) and owner_name in ("torch.nn", "torch"):
                 _TORCH_SNAPSHOT[(owner_name, attr)] = value
+        if isinstance(owner, type):
+            # torch.Tensor.argmax lives on a C base class: assigning torch.Tensor.argmax
+            # does not replace it but hides it behind a new entry in torch.Tensor itself.
+            _INHERITED[owner_name] = set(dir(owner)) - set(vars(owner))
 
 
 def tampered() -> list[str]:
-    """Names of PyTorch functions a submission has replaced or removed."""
-    import numpy
-    import torch
-
-    owners = {"torch": torch, "torch.nn": torch.nn, "torch.nn.functional": torch.nn.functional,
-              "torch.Tensor": torch.Tensor, "torch.nn.Module": torch.nn.Module, "numpy": numpy}
+    """Names of PyTorch functions a submission has replaced, removed or hidden."""
+    owners = _watched()
     changed = []
     for (owner_name, attr), original in _TORCH_SNAPSHOT.items():
         if vars(owners[owner_name]).get(attr, None) is not original:
             changed.append(f"{owner_name}.{attr}")
+    for owner_name, inherited in _INHERITED.items():
+        changed.extend(f"{owner_name}.{attr}" for attr in sorted(inherited.intersection(vars(owners[owner_name]))))
     return changed
 
 
