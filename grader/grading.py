@@ -41,10 +41,11 @@ def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, i
 
     # 2. The student's process, and what it may read besides its own files.
     limits = Limits(timeout_s=rubric.limits.item_timeout_s, memory_mb=rubric.limits.memory_mb,
-                    output_mb=rubric.limits.output_mb)
+                    output_mb=rubric.limits.output_mb, total_s=rubric.limits.timeout_s)
     readable += [str(datasets.arrays_dir())] + _checkpoint_files(rubric, selected, submission, options)
     with StudentProcess(files, limits, readable=readable, device=options.device,
-                        threads=threads or max(1, os.cpu_count() or 1)) as student:
+                        threads=threads or max(1, os.cpu_count() or 1),
+                        deadline=started + rubric.limits.timeout_s) as student:
         context = Context(rubric=rubric, submission=Path(submission), student=student, reference=reference,
                           options=options, load_data=_data_loader(options),
                           progress=on_progress or (lambda text: None))

@@ -49,6 +49,7 @@ class Limits:
     timeout_s: float = 120.0  # per operation
     memory_mb: int = 4096
     output_mb: float = 10.0
+    total_s: float | None = None  # the whole submission (see StudentProcess.deadline)
 
 
 class StudentFailure(Exception):
@@ -106,8 +107,10 @@ class StudentProcess:
     """A submission's isolated process, restarted after each failure."""
 
     def __init__(self, files: dict[str, Path], limits: Limits, *, readable: list[str] = (),
-                 device: str = "cpu", threads: int = 1, on_note: Callable[[str], None] | None = None):
+                 device: str = "cpu", threads: int = 1, on_note: Callable[[str], None] | None = None,
+                 deadline: float | None = None):
         self.files = files
+        self.deadline = deadline  # time.monotonic() by which the whole submission must be done
         self.limits = limits
         self.readable = [os.path.realpath(p) for p in readable]
         self.device = device
@@ -234,11 +237,11 @@ class StudentProcess:
         if self._proc is None or not self._proc.is_alive():
             self._stop()
             self._start()
-        timeout = timeout or self.limits.timeout_s
+        timeout, limit = self._budget(timeout or self.limits.timeout_s)
         try:
             self._conn.send_bytes(protocol.encode({"op": op, "args": args}))
             response = self._receive(deadline=time.monotonic() + timeout, timeout=timeout,
-                                     what=_describe_op(op, args), on_progress=on_progress)
+                                     what=_describe_op(op, args), on_progress=on_progress, limit=limit)
             if "violations" in response or "tampered" in response:
                 self._stop()  # a process that broke the rules is not reused
                 raise self._integrity_failure(response)
@@ -257,6 +260,18 @@ class StudentProcess:
             self._loaded[file] = response["result"]
         return response["result"]
 
+    def _budget(self, timeout: float) -> tuple[float, str | None]:
+        """This operation's time limit: its own, or what is left of the submission's."""
+        if self.deadline is None:
+            return timeout, None
+        left = self.deadline - time.monotonic()
+        total = f"{self.limits.total_s:g} s" if self.limits.total_s else "time"
+        if left <= 0:
+            raise StudentFailure("timeout", f"not run: the submission used up its {total} limit")
+        if left < timeout:
+            return left, f"the submission used up its {total} limit"
+        return timeout, None
+
     def _integrity_failure(self, response: dict) -> StudentFailure:
         if response.get("tampered"):
             names = ", ".join(response["tampered"][:5])
@@ -265,11 +280,14 @@ class StudentProcess:
         first = response["violations"][0]
         return StudentFailure("violation", f"blocked: {first}", output=self.output)
 
-    def _receive(self, deadline: float, timeout: float, what: str, on_progress=None) -> dict:
+    def _receive(self, deadline: float, timeout: float, what: str, on_progress=None,
+                 limit: str | None = None) -> dict:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self._stop_after_failure()
+                if limit:
+                    raise StudentFailure("timeout", f"{limit} while {what}", output=self.output)
                 raise StudentFailure("timeout", f"did not finish within {timeout:g} s while {what} "
                                                 "(an endless loop?)", output=self.output)
             try:
