@@ -108,8 +108,9 @@ class StudentProcess:
 
     def __init__(self, files: dict[str, Path], limits: Limits, *, readable: list[str] = (),
                  device: str = "cpu", threads: int = 1, on_note: Callable[[str], None] | None = None,
-                 deadline: float | None = None):
+                 deadline: float | None = None, private: list[str] = ()):
         self.files = files
+        self.private = [os.path.realpath(p) for p in private]  # kept from the student even inside read roots
         self.deadline = deadline  # time.monotonic() by which the whole submission must be done
         self.limits = limits
         self.readable = [os.path.realpath(p) for p in readable]
@@ -149,7 +150,7 @@ class StudentProcess:
         config = WorkerConfig(workdir=os.path.realpath(self._workdir),
                               read_roots=system_read_roots() + self.readable,
                               memory_bytes=int(self.limits.memory_mb) << 20, threads=self.threads,
-                              device=self.device)
+                              device=self.device, private=self.private)
         self._proc = ctx.Process(target=serve, args=(child_conn, out_writer, config), daemon=True)
         with _main_module_hidden():
             self._proc.start()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -28,6 +28,7 @@ class WorkerConfig:
     memory_bytes: int
     threads: int
     device: str
+    private: list[str] = field(default_factory=list)
 
 
 def serve(conn, output, config: WorkerConfig) -> None:
@@ -42,7 +43,7 @@ def serve(conn, output, config: WorkerConfig) -> None:
     torch.set_num_threads(max(1, config.threads))
     introspect.install_init_recorder()
     policy = guard.Policy(workdir=config.workdir, read_roots=config.read_roots,
-                          memory_bytes=config.memory_bytes, threads=config.threads,
+                          memory_bytes=config.memory_bytes, threads=config.threads, private=config.private,
                           notify=lambda message: send({"note": message}))
     status = guard.enter(policy, output.fileno())
     _report_exits(send)
