@@ -52,7 +52,7 @@ def run(item: Item, ctx: Context) -> Verdict:
         fit = ctx.student.call("load_state", handle=built["handle"], checkpoint=str(path.resolve()),
                                timeout=ctx.timeout(item))
         if fit.get("refused"):
-            return Verdict.zero(f"checkpoint refused: {fit['refused']}")
+            return Verdict.zero(f"checkpoint refused: {fit['refused']}", extra={"failure": "checkpoint"})
         if not fit["ok"]:
             return _does_not_fit(ctx, item, built["handle"], path.name, fit)
         notes = fit.get("notes", [])
