@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import sys
@@ -95,6 +96,19 @@ class _Output:
         self.tail = (self.tail + chunk)[-self.KEEP:]
         if self.total > self.limit:
             self.exceeded = True
+
+    def since(self, start: int) -> str:
+        """What was printed after the first `start` bytes (as far as the tail still holds it)."""
+        size = self.total - start
+        return bytes(self.tail[-size:]).decode(errors="replace") if 0 < size <= len(self.tail) else ""
+
+    def drop_after(self, start: int) -> None:
+        """Forget what was printed after the first `start` bytes."""
+        size = self.total - start
+        if 0 < size <= len(self.tail):
+            del self.tail[-size:]
+            del self.head[start:]
+            self.total = start
 
     def text(self) -> str:
         if self.total <= self.KEEP:
@@ -286,11 +300,11 @@ class StudentProcess:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                file, line, code = self._where_stuck()
                 self._stop_after_failure()
-                if limit:
-                    raise StudentFailure("timeout", f"{limit} while {what}", output=self.output)
-                raise StudentFailure("timeout", f"did not finish within {timeout:g} s while {what} "
-                                                "(an endless loop?)", output=self.output)
+                message = f"{limit} while {what}" if limit else \
+                    f"did not finish within {timeout:g} s while {what} (an endless loop?)"
+                raise StudentFailure("timeout", message, file, line, code, output=self.output)
             try:
                 ready = self._conn.poll(min(remaining, 0.5))
             except (OSError, ValueError):
@@ -320,6 +334,34 @@ class StudentProcess:
                     on_progress(message["progress"])
                 continue
             return message
+
+    def _where_stuck(self) -> tuple[str | None, int | None, str | None]:
+        """The student's file and line a timed-out operation was running, if it can tell.
+
+        The student's process prints its stack on SIGUSR1 (faulthandler); the stack is
+        read from its output, then removed from it.
+        """
+        proc, out = self._proc, self._output
+        if proc is None or out is None or not proc.is_alive() or not self._workdir:
+            return None, None, None
+        before = out.total
+        try:
+            os.kill(proc.pid, signal.SIGUSR1)
+        except OSError:
+            return None, None, None
+        deadline, last = time.monotonic() + 1.0, -1
+        while time.monotonic() < deadline and (out.total == before or out.total != last):
+            last = out.total
+            time.sleep(0.1)
+        text = out.since(before)
+        out.drop_after(before)
+        workdir = os.path.realpath(self._workdir) + os.sep
+        for match in re.finditer(r'File "([^"]+)", line (\d+)', text):
+            path, number = match.group(1), int(match.group(2))
+            if path.startswith(workdir):
+                rel = path[len(workdir):]
+                return rel, number, _source_line(self.files.get(rel), number)
+        return None, None, None
 
     def _stop_after_failure(self) -> None:
         self._kill()
@@ -366,6 +408,14 @@ def _main_module_hidden():
 
 
 _START_LOCK = threading.Lock()
+
+
+def _source_line(path: Path | None, number: int) -> str | None:
+    try:
+        text = Path(path).read_text(errors="replace").splitlines()[number - 1] if path else None
+    except (OSError, IndexError):
+        return None
+    return f"{number:>4} | {text.rstrip()}" if text is not None else None
 
 
 def _describe_op(op: str, args: dict) -> str:

@@ -8,7 +8,10 @@ rubric; the grader decides what every result is worth.
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import signal
+import sys
 import threading
 from dataclasses import dataclass, field
 
@@ -46,6 +49,8 @@ def serve(conn, output, config: WorkerConfig) -> None:
                           memory_bytes=config.memory_bytes, threads=config.threads, private=config.private,
                           notify=lambda message: send({"note": message}))
     status = guard.enter(policy, output.fileno())
+    # On SIGUSR1, print where the code is (the grader asks before stopping a timed-out operation).
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
     _report_exits(send)
     send({"ready": status})
     worker = Worker(config, policy, send)
