@@ -114,7 +114,7 @@ def _student(id, edit=None, *, items=RESNET_ITEMS, words="", failure=None, **kw)
     return Student(id, edit, points=points, reasons=reasons, failure=failure, **kw)
 
 
-LOOP = "while True:\n    pass"
+LOOP = "while True: pass"
 BLOCK_ITEMS = ("residual_block.downsample", "residual_block.plain", "resnet50_layer4.accuracy")
 NET_ITEMS = ("resnet50_layer4.blanks", "resnet50_layer4.layer3", "resnet50_layer4.layer4",
              "resnet50_layer4.accuracy")

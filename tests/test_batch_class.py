@@ -19,6 +19,7 @@ import pytest
 
 from tests.cnn_class import ITEMS, REFERENCE, RESNET_FILE, expected_points, write_class
 from tests.conftest import ROOT, RUBRICS, run_cli
+from tests.processes import descendants, wait_gone
 
 pytestmark = pytest.mark.slow
 
@@ -197,13 +198,13 @@ def test_a_killed_run_resumes_to_the_same_gradebook(graded):
         line = proc.stdout.readline()
         assert line, "the batch ended before it was killed"
         finished += line.startswith("[") and "/22] " in line
-    family = _descendants(proc.pid)
+    family = descendants(proc.pid)
     assert family, "the batch runs its students in worker processes"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
 
     # Everything the batch started goes with it: no student's endless loop keeps running.
-    _wait_gone(family, seconds=20)
+    wait_gone(family, seconds=20)
 
     # The gradebook left behind is a whole CSV with every finished student.
     rows = read_csv(out / "grades.csv")
@@ -216,44 +217,3 @@ def test_a_killed_run_resumes_to_the_same_gradebook(graded):
     kept = int(result.stdout.split(" unchanged since the last run")[0].rsplit(", ", 1)[1])
     assert kept >= len(rows)
     assert (out / "grades.csv").read_text() == (klass.out / "grades.csv").read_text()
-
-
-def _descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, stack = set(), [pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            if child not in found:
-                found.add(child)
-                stack.append(child)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
-def _wait_gone(pids: set[int], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not any(_alive(p) for p in pids):
-            return
-        time.sleep(0.2)
-    left = [p for p in pids if _alive(p)]
-    for p in left:  # do not leave them running, then fail
-        try:
-            os.kill(p, signal.SIGKILL)
-        except OSError:
-            pass
-    pytest.fail(f"processes outlived the killed batch: {left}")
