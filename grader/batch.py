@@ -90,7 +90,7 @@ def plan(config: BatchConfig) -> Plan:
     state = out / STATE
     state.mkdir(parents=True, exist_ok=True)
     expected = list(rubric.files) + sorted({i.checkpoint for i in rubric.items if getattr(i, "checkpoint", None)})
-    found = intake.find(Path(config.submissions), expected, state, config.unpack)
+    found = intake.find(Path(config.submissions), expected, state, config.unpack, skip=[out])
     if config.students:
         known = {s.id for s in found.submissions}
         unknown = [s for s in config.students if s not in known]
@@ -311,9 +311,10 @@ def run(config: BatchConfig, display: Display | None = None, executor: Executor 
         interrupted = True
     finally:
         display.close()
+    write_gradebook()  # again: an interrupt may have come between a record and its row
     ordered = sorted(records.values(), key=lambda r: order.get(r["student"], len(order)))
     summary = gradebook.summarize(the_plan.rubric.assignment, the_plan.items, ordered, regraded=len(graded_now),
-                                  seconds=time.monotonic() - started)
+                                  seconds=time.monotonic() - started, students=len(order))
     summary.duplicates = len(the_plan.duplicates.groups)
     summary.instructor_copies = the_plan.duplicates.instructor_copies
     summary.intake = _intake_notes(the_plan)

@@ -261,11 +261,13 @@ class Summary:
 
 
 def summarize(assignment: str, items: list[tuple[str, str, float]], records: list[dict], *,
-              regraded: int = 0, seconds: float = 0.0) -> Summary:
-    """items: (id, title, max points) of the graded items, in rubric order."""
+              regraded: int = 0, seconds: float = 0.0, students: int | None = None) -> Summary:
+    """items: (id, title, max points) of the graded items, in rubric order;
+    students: how many there are (more than records when a run was interrupted)."""
     stats = {i: ItemStats(i, title, mx) for i, title, mx in items}
     max_score = sum(mx for _, _, mx in items)
-    summary = Summary(assignment, max_score, students=len(records), graded=0, regraded=regraded, seconds=seconds)
+    summary = Summary(assignment, max_score, students=max(students or 0, len(records)), graded=0, regraded=regraded,
+                      seconds=seconds)
     scores, timings, isolation = [], [], {}
     for record in records:
         report = report_of(record) if record.get("status") == GRADED else None
@@ -328,8 +330,10 @@ def isolation_warnings(isolation: dict[str, list[str]]) -> list[str]:
 
 def summary_markdown(s: Summary) -> str:
     lines = [f"# Batch summary: {s.assignment}", ""]
+    waiting = s.students - s.graded - len(s.errors)
     lines.append(f"{s.students} students: {s.graded} graded ({s.regraded} in this run), "
-                 f"{len(s.errors)} could not be graded. Maximum {number(s.max_score)} points; "
+                 f"{len(s.errors)} could not be graded{f', {waiting} not graded yet' if waiting else ''}. "
+                 f"Maximum {number(s.max_score)} points; "
                  f"mean {number(round(s.mean, 2))}, median {number(round(s.median, 2))}.")
     lines.append("")
     for w in s.warnings:

@@ -71,18 +71,20 @@ class _Student:
     notes: list[str] = field(default_factory=list)
 
 
-def find(root: Path, expected: list[str], staging: Path, limits: UnpackLimits = UnpackLimits()) -> Intake:
+def find(root: Path, expected: list[str], staging: Path, limits: UnpackLimits = UnpackLimits(),
+         skip: list[Path] = ()) -> Intake:
     """Every student's submission under `root` (a folder or a zip).
 
     expected: file names the assignment asks for (the rubric's files and checkpoints).
     staging: a folder of the grader's own where zips are unpacked and flat files gathered.
+    skip: folders that are not students (the output folder, when it lies inside the download).
     """
     root = Path(root)
     if root.is_file() and root.suffix.lower() == ".zip":
         root = _unpack_download(root, staging / "download", limits)
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder or a .zip")
-    students, layout, unassigned = _group(root, expected)
+    students, layout, unassigned = _group(root, expected, {Path(p).resolve() for p in skip})
     submissions = [_prepare(s, expected, staging / "unpacked", limits) for s in students.values()]
     submissions.sort(key=lambda s: natural_key(s.id))
     return Intake(submissions, layout, unassigned)
@@ -95,8 +97,8 @@ def natural_key(text: str):
 # -- grouping the download into students -------------------------------------------
 
 
-def _group(root: Path, expected: list[str]) -> tuple[dict[str, _Student], str, list[str]]:
-    entries = sorted(p for p in root.iterdir() if not _junk(p.name))
+def _group(root: Path, expected: list[str], skip: set[Path]) -> tuple[dict[str, _Student], str, list[str]]:
+    entries = sorted(p for p in root.iterdir() if not _junk(p.name) and p.resolve() not in skip)
     gradescope = _gradescope_names(root)
     students: dict[str, _Student] = {}
     layouts: set[str] = set()

@@ -6,7 +6,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -15,8 +20,9 @@ from rich.console import Console
 
 from grader import batch, gradebook, progress
 from grader.checks.base import Options
-from tests.cnn_class import REFERENCE, RESNET_FILE
-from tests.conftest import RUBRICS, run_cli
+from tests.cnn_class import LOOP, REFERENCE, RESNET_FILE, at_import
+from tests.conftest import ROOT, RUBRICS, run_cli
+from tests.processes import descendants, wait_gone
 
 ITEMS = "residual_block.plain,resnet50_layer4.accuracy"
 RUBRIC = RUBRICS / "cnn_architecture.yaml"
@@ -160,3 +166,28 @@ def test_live_display_and_an_in_process_executor(download, tmp_path, cnn_checkpo
     assert result.summary.graded == 2 and result.summary.regraded == 2
     assert (out / "students" / "1001" / "results.json").is_file()
     assert not (out / "students" / "1003").exists()
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_what_is_finished(download, tmp_path, cnn_checkpoints, labelled_by_resnet):
+    stuck = download / "Choi Yu_1004_assignsubmission_file_"
+    stuck.mkdir()
+    (stuck / RESNET_FILE).write_text(at_import(LOOP)((REFERENCE / RESNET_FILE).read_text()))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "grader", "batch", str(download), "-r", str(RUBRIC), "-o", str(out),
+                             "-c", str(cnn_checkpoints), "--data-dir", str(labelled_by_resnet), "--items", ITEMS,
+                             "--item-timeout", "120", "-j", "1"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines = []
+    while not any("1003:" in line for line in lines):  # 1004 (the endless loop) is next
+        line = proc.stdout.readline()
+        assert line, "".join(lines)
+        lines.append(line)
+    time.sleep(2)
+    family = descendants(proc.pid)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does in a terminal
+    rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, rest
+    assert "interrupted: every finished student is in grades.csv" in rest
+    assert "4 students: 3 graded" in (out / "summary.md").read_text()
+    assert [r[0] for r in rows(out)[1:]] == ["1001", "1002", "1003"]
+    wait_gone(family, seconds=20)

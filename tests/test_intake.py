@@ -130,6 +130,14 @@ def test_the_whole_download_as_one_zip(tmp_path):
     assert sorted(subs) == ["alice", "bob"]
 
 
+def test_the_output_folder_inside_the_download_is_no_student(tmp_path):
+    root = tmp_path / "class"
+    write(root / "alice" / "resnet50_skeleton.py")
+    write(root / "graded" / "grades.csv", "student,total\n")
+    found = intake.find(root, EXPECTED, tmp_path / "state", skip=[root / "graded"])
+    assert [s.id for s in found.submissions] == ["alice"]
+
+
 def test_restaging_only_when_the_upload_changes(tmp_path):
     root = tmp_path / "class"
     make_zip(root / "bob.zip", {"resnet50_skeleton.py": "v1\n"})
