@@ -124,7 +124,7 @@ def students(paths: dict[str, str]) -> list[Student]:
     """The class.  `paths`: absolute paths hostile students try to reach."""
     reads = "\n".join(
         f"try:\n    print('READ', open({p!r}).read()[:40])\nexcept Exception as e:\n    pass"
-        for p in (paths["reference"], paths["other_student"], paths["out"])
+        for p in (paths["reference"], paths["rubric"], paths["other_student"], paths["out"])
     )
     return [
         Student("s01_correct", well_behaved=True),

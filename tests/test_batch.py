@@ -191,3 +191,19 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_is_finished(download, tmp_path, cnn
     assert "4 students: 3 graded" in (out / "summary.md").read_text()
     assert [r[0] for r in rows(out)[1:]] == ["1001", "1002", "1003"]
     wait_gone(family, seconds=20)
+
+
+def test_one_job_runs_anywhere_from_its_json(download, tmp_path, cnn_checkpoints, labelled_by_resnet):
+    """What a cluster executor would do: the job as a file, graded by `python -m grader.batch JOB.json`."""
+    out = tmp_path / "out"
+    config = batch.BatchConfig(submissions=download, rubric=RUBRIC, out=out, items=["residual_block.plain"],
+                               options=Options(checkpoint_dirs=[cnn_checkpoints], data_dir=str(labelled_by_resnet)))
+    job = next(j for j in batch.plan(config).jobs if j["student"] == "1001")
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    result = subprocess.run([sys.executable, "-m", "grader.batch", str(tmp_path / "job.json")], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"student": "1001", "status": "graded", "error": None}
+    record = gradebook.load_record(out, "1001")
+    assert record["fingerprint"] == job["fingerprint"] and gradebook.report_of(record).score == 20
+    assert len(batch.plan(config).jobs) == 2  # the batch now counts 1001 as done

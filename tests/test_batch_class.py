@@ -36,7 +36,7 @@ class Class:
         self.tmp.mkdir()
         self.marker = root / "payload-ran"
         self.data = data
-        paths = {"reference": str(REFERENCE / RESNET_FILE),
+        paths = {"reference": str(REFERENCE / RESNET_FILE), "rubric": str(RUBRICS / "cnn_architecture.yaml"),
                  "other_student": str(self.folder / "s01_correct" / RESNET_FILE),
                  "out": str(self.out / "grades.csv")}
         self.students = write_class(self.folder, checkpoints, paths, self.marker)
