@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from grader.results import ERROR, PARTIAL, PASSED, SKIPPED, UNCERTAIN, GradeReport, ItemResult
+from grader.results import ERROR, PARTIAL, SKIPPED, UNCERTAIN, GradeReport, ItemResult
 
 GRADED, NOT_GRADED = "graded", "error"
 
