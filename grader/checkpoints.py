@@ -40,10 +40,12 @@ def read_state_dict(path: str) -> tuple[dict[str, torch.Tensor], list[str]]:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
             detail = str(e).strip().splitlines()
-            culprit = next((line for line in detail if "GLOBAL" in line or "Unsupported" in line), detail[0] if detail else "")
+            culprit = next((line.strip() for line in detail if "GLOBAL" in line), None)
+            what = f"a pickled Python object ({culprit.split('GLOBAL', 1)[1].split()[0]})" if culprit else \
+                "pickled data that is not plain tensors"
             raise CheckpointRefused(
-                f"{name} needs full unpickling to load ({culprit.strip()}); that could run code, so it was "
-                "refused. Save the weights alone: torch.save(model.state_dict(), PATH)"
+                f"{name} holds {what}; loading it could run code, so it was refused and not loaded. "
+                "Save the weights alone: torch.save(model.state_dict(), PATH)"
             ) from None
         except (RuntimeError, EOFError, OSError, ValueError, AttributeError) as e:
             raise CheckpointRefused(f"{name} is not a PyTorch checkpoint that can be read: {_first_line(e)}") from None

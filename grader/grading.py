@@ -29,7 +29,7 @@ MAX_COPIED_FILE_BYTES = 20 << 20
 
 def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, items: list[str] | None = None,
           threads: int | None = None, on_item: Callable[[ItemResult], None] | None = None,
-          on_progress: Callable[[str], None] | None = None) -> GradeReport:
+          on_progress: Callable[[str], None] | None = None, private_paths: list[Path] = ()) -> GradeReport:
     options = options or Options()
     started = time.monotonic()
     selected = rubric.select(items)
@@ -41,10 +41,12 @@ def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, i
 
     # 2. The student's process, and what it may read besides its own files.
     limits = Limits(timeout_s=rubric.limits.item_timeout_s, memory_mb=rubric.limits.memory_mb,
-                    output_mb=rubric.limits.output_mb)
+                    output_mb=rubric.limits.output_mb, total_s=rubric.limits.timeout_s)
     readable += [str(datasets.arrays_dir())] + _checkpoint_files(rubric, selected, submission, options)
     with StudentProcess(files, limits, readable=readable, device=options.device,
-                        threads=threads or max(1, os.cpu_count() or 1)) as student:
+                        threads=threads or max(1, os.cpu_count() or 1),
+                        deadline=started + rubric.limits.timeout_s,
+                        private=_private_paths(rubric) + [str(p) for p in private_paths]) as student:
         context = Context(rubric=rubric, submission=Path(submission), student=student, reference=reference,
                           options=options, load_data=_data_loader(options),
                           progress=on_progress or (lambda text: None))
@@ -124,6 +126,12 @@ def _checkpoint_files(rubric: Rubric, items, submission: Path, options: Options)
             if candidate.is_file():
                 found.append(str(candidate.resolve()))
     return found
+
+
+def _private_paths(rubric: Rubric) -> list[str]:
+    """What the student's process must never read, even where a read root would allow it."""
+    paths = [datasets.cache_root() / "labels", rubric.reference_dir(), rubric.path]
+    return [str(p) for p in paths if p is not None]
 
 
 def _reference(rubric: Rubric) -> Reference | None:

@@ -88,6 +88,20 @@ class Rubric(BaseModel):
         folder = self._relative(self.checkpoints)
         return [folder] if folder else []
 
+    def with_limits(self, *, timeout_s: float | None = None, item_timeout_s: float | None = None,
+                    memory_mb: int | None = None, output_mb: float | None = None) -> "Rubric":
+        """A copy under the instructor's command-line limits.
+
+        An item timeout given here replaces the items' own timeout_s too: it is an override."""
+        changes = {k: v for k, v in dict(timeout_s=timeout_s, item_timeout_s=item_timeout_s, memory_mb=memory_mb,
+                                         output_mb=output_mb).items() if v is not None}
+        if not changes:
+            return self
+        update = {"limits": self.limits.model_copy(update=changes)}
+        if item_timeout_s is not None:
+            update["items"] = [item.model_copy(update={"timeout_s": None}) for item in self.items]
+        return self.model_copy(update=update)
+
     @property
     def total_points(self) -> float:
         return sum(item.points for item in self.items)

@@ -52,7 +52,7 @@ def run(item: Item, ctx: Context) -> Verdict:
                                timeout=ctx.timeout(item))
         if fit.get("refused"):
             ctx.release(built)
-            return Verdict.zero(f"checkpoint refused: {fit['refused']}")
+            return Verdict.zero(f"checkpoint refused: {fit['refused']}", extra={"failure": "checkpoint"})
         if not fit["ok"]:
             verdict = _does_not_fit(ctx, item, built["handle"], path.name, fit)
             ctx.release(built)

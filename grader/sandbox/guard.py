@@ -18,6 +18,7 @@ import ctypes
 import inspect
 import os
 import resource
+import signal
 import sys
 import sysconfig
 import types
@@ -33,6 +34,7 @@ class Policy:
     read_roots: list[str]
     memory_bytes: int
     threads: int = 1
+    private: list[str] = field(default_factory=list)  # never readable, even inside a read root
     violations: list[str] = field(default_factory=list)
     notify: Callable[[str], None] | None = None
 
@@ -91,6 +93,7 @@ def enter(policy: Policy, output_fd: int | None) -> dict[str, str]:
     _policy = policy
     status: dict[str, str] = {}
     os.setsid()
+    _die_with_grader()
     if output_fd is not None:
         os.dup2(output_fd, 1)
         os.dup2(output_fd, 2)
@@ -105,9 +108,35 @@ def enter(policy: Policy, output_fd: int | None) -> dict[str, str]:
         if p and os.path.realpath(p) != policy.workdir and _within(os.path.realpath(p), policy.read_roots)
     ]
     status["files"] = landlock.restrict(policy.read_roots + [policy.workdir], [policy.workdir, "/dev"])
+    exposed = [p for p in policy.private if _within(p, policy.read_roots)]
+    if exposed:  # Landlock cannot take back part of a folder it allows: the audit hook alone guards these
+        status["private"] = f"audit hook only for {', '.join(exposed)} (inside a readable system folder)"
     snapshot_torch()
     sys.addaudithook(_audit)
     return status
+
+
+def _die_with_grader() -> None:
+    """End this process when the grader's process ends, even by SIGKILL.
+
+    The student's process is a child of multiprocessing's fork server, which only exits
+    once every child has closed the "alive" pipe it hands them.  Closing ours lets the
+    server exit with the grader; PR_SET_PDEATHSIG then has the kernel kill this process,
+    so a killed batch never leaves a student's endless loop running.
+    """
+    if sys.platform == "linux":
+        PR_SET_PDEATHSIG = 1
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    forkserver = sys.modules.get("multiprocessing.forkserver")
+    server = getattr(forkserver, "_forkserver", None)
+    alive = getattr(server, "_forkserver_alive_fd", None)
+    if alive is not None:
+        try:
+            os.close(alive)
+        except OSError:
+            pass
+        server._forkserver_alive_fd = None
 
 
 def _isolate_network() -> str:
@@ -226,6 +255,15 @@ def _within(path: str, roots: list[str]) -> bool:
     return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
 
 
+def _private(path: str, policy: Policy) -> bool:
+    """In a folder the grader keeps from submissions (reference, rubric, other students,
+    results), unless granted explicitly (a checkpoint of the student's own, say)."""
+    if not policy.private or not _within(path, policy.private) or _within(path, [policy.workdir]):
+        return False
+    granted = [r for r in policy.read_roots if _within(r, policy.private)]
+    return not _within(path, granted)
+
+
 def _is_write(mode, flags) -> bool:
     if isinstance(mode, str) and any(c in mode for c in "wax+"):
         return True
@@ -247,7 +285,7 @@ def _audit(event: str, args: tuple) -> None:
         if _is_write(mode, flags):
             if not (_within(path, [policy.workdir]) or path == "/dev/null"):
                 raise _violation(f"write to {path} outside its own folder")
-        elif not _within(path, policy.read_roots + [policy.workdir]):
+        elif not _within(path, policy.read_roots + [policy.workdir]) or _private(path, policy):
             raise _violation(f"read {path}, outside the submission")
     elif event in _WRITE_EVENTS:
         for arg in args[:2]:
@@ -256,7 +294,7 @@ def _audit(event: str, args: tuple) -> None:
                 raise _violation(f"change {path} outside its own folder ({event})")
     elif event in _LIST_EVENTS:
         path = _path_of(args[0]) if args and isinstance(args[0], (str, bytes, os.PathLike)) else None
-        if path is not None and not _within(path, policy.read_roots + [policy.workdir]):
+        if path is not None and (not _within(path, policy.read_roots + [policy.workdir]) or _private(path, policy)):
             raise _violation(f"list the folder {path}, outside the submission")
     elif event in _PROCESS_EVENTS:
         raise _violation(_PROCESS_EVENTS[event])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import linecache
 import os
+import re
 import sys
 import traceback
 import types
@@ -70,7 +71,7 @@ def describe_exception(e: BaseException, workdir: str, while_doing: str = "") ->
             info["code"] = e.text.strip()
         return info
     elif isinstance(e, MemoryError) or "can't allocate memory" in str(e) or "out of memory" in str(e).lower():
-        info.update(kind="memory", message=f"ran out of memory: {_first_line(e)}")
+        info.update(kind="memory", message=f"ran out of memory: {_memory_detail(e)}")
     elif isinstance(e, PermissionError) and "grader sandbox" in str(e):
         info.update(kind="violation", message=str(e).replace("grader sandbox: ", ""))
     else:
@@ -92,6 +93,14 @@ def _lines_before(filename: str, lineno: int, count: int = 3) -> list[str]:
         if text.strip():
             lines.append(f"{number:>4} | {text}")
     return lines
+
+
+def _memory_detail(e: BaseException) -> str:
+    """PyTorch's allocator message is long and technical; the size is what matters."""
+    match = re.search(r"tried to allocate (\d+) bytes", str(e))
+    if match:
+        return f"tried to allocate {int(match.group(1)) / (1 << 30):.1f} GB, more than a submission may use"
+    return _first_line(e)
 
 
 def _first_line(e: BaseException) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import sys
@@ -49,6 +50,7 @@ class Limits:
     timeout_s: float = 120.0  # per operation
     memory_mb: int = 4096
     output_mb: float = 10.0
+    total_s: float | None = None  # the whole submission (see StudentProcess.deadline)
 
 
 class StudentFailure(Exception):
@@ -95,6 +97,19 @@ class _Output:
         if self.total > self.limit:
             self.exceeded = True
 
+    def since(self, start: int) -> str:
+        """What was printed after the first `start` bytes (as far as the tail still holds it)."""
+        size = self.total - start
+        return bytes(self.tail[-size:]).decode(errors="replace") if 0 < size <= len(self.tail) else ""
+
+    def drop_after(self, start: int) -> None:
+        """Forget what was printed after the first `start` bytes."""
+        size = self.total - start
+        if 0 < size <= len(self.tail):
+            del self.tail[-size:]
+            del self.head[start:]
+            self.total = start
+
     def text(self) -> str:
         if self.total <= self.KEEP:
             return bytes(self.head).decode(errors="replace")
@@ -106,8 +121,11 @@ class StudentProcess:
     """A submission's isolated process, restarted after each failure."""
 
     def __init__(self, files: dict[str, Path], limits: Limits, *, readable: list[str] = (),
-                 device: str = "cpu", threads: int = 1, on_note: Callable[[str], None] | None = None):
+                 device: str = "cpu", threads: int = 1, on_note: Callable[[str], None] | None = None,
+                 deadline: float | None = None, private: list[str] = ()):
         self.files = files
+        self.private = [os.path.realpath(p) for p in private]  # kept from the student even inside read roots
+        self.deadline = deadline  # time.monotonic() by which the whole submission must be done
         self.limits = limits
         self.readable = [os.path.realpath(p) for p in readable]
         self.device = device
@@ -147,7 +165,7 @@ class StudentProcess:
         config = WorkerConfig(workdir=os.path.realpath(self._workdir),
                               read_roots=system_read_roots() + self.readable,
                               memory_bytes=int(self.limits.memory_mb) << 20, threads=self.threads,
-                              device=self.device)
+                              device=self.device, private=self.private)
         self._proc = ctx.Process(target=serve, args=(child_conn, out_writer, config), daemon=True)
         with _main_module_hidden():
             self._proc.start()
@@ -235,11 +253,11 @@ class StudentProcess:
         if self._proc is None or not self._proc.is_alive():
             self._stop()
             self._start()
-        timeout = timeout or self.limits.timeout_s
+        timeout, limit = self._budget(timeout or self.limits.timeout_s)
         try:
             self._conn.send_bytes(protocol.encode({"op": op, "args": args}))
             response = self._receive(deadline=time.monotonic() + timeout, timeout=timeout,
-                                     what=_describe_op(op, args), on_progress=on_progress)
+                                     what=_describe_op(op, args), on_progress=on_progress, limit=limit)
             if "violations" in response or "tampered" in response:
                 self._stop()  # a process that broke the rules is not reused
                 raise self._integrity_failure(response)
@@ -258,6 +276,18 @@ class StudentProcess:
             self._loaded[file] = response["result"]
         return response["result"]
 
+    def _budget(self, timeout: float) -> tuple[float, str | None]:
+        """This operation's time limit: its own, or what is left of the submission's."""
+        if self.deadline is None:
+            return timeout, None
+        left = self.deadline - time.monotonic()
+        total = f"{self.limits.total_s:g} s" if self.limits.total_s else "time"
+        if left <= 0:
+            raise StudentFailure("timeout", f"not run: the submission used up its {total} limit")
+        if left < timeout:
+            return left, f"the submission used up its {total} limit"
+        return timeout, None
+
     def _integrity_failure(self, response: dict) -> StudentFailure:
         if response.get("tampered"):
             names = ", ".join(response["tampered"][:5])
@@ -266,13 +296,16 @@ class StudentProcess:
         first = response["violations"][0]
         return StudentFailure("violation", f"blocked: {first}", output=self.output)
 
-    def _receive(self, deadline: float, timeout: float, what: str, on_progress=None) -> dict:
+    def _receive(self, deadline: float, timeout: float, what: str, on_progress=None,
+                 limit: str | None = None) -> dict:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                file, line, code = self._where_stuck()
                 self._stop_after_failure()
-                raise StudentFailure("timeout", f"did not finish within {timeout:g} s while {what} "
-                                                "(an endless loop?)", output=self.output)
+                message = f"{limit} while {what}" if limit else \
+                    f"did not finish within {timeout:g} s while {what} (an endless loop?)"
+                raise StudentFailure("timeout", message, file, line, code, output=self.output)
             try:
                 ready = self._conn.poll(min(remaining, 0.5))
             except (OSError, ValueError):
@@ -304,6 +337,34 @@ class StudentProcess:
                     on_progress(message["progress"])
                 continue
             return message
+
+    def _where_stuck(self) -> tuple[str | None, int | None, str | None]:
+        """The student's file and line a timed-out operation was running, if it can tell.
+
+        The student's process prints its stack on SIGUSR1 (faulthandler); the stack is
+        read from its output, then removed from it.
+        """
+        proc, out = self._proc, self._output
+        if proc is None or out is None or not proc.is_alive() or not self._workdir:
+            return None, None, None
+        before = out.total
+        try:
+            os.kill(proc.pid, signal.SIGUSR1)
+        except OSError:
+            return None, None, None
+        deadline, last = time.monotonic() + 1.0, -1
+        while time.monotonic() < deadline and (out.total == before or out.total != last):
+            last = out.total
+            time.sleep(0.1)
+        text = out.since(before)
+        out.drop_after(before)
+        workdir = os.path.realpath(self._workdir) + os.sep
+        for match in re.finditer(r'File "([^"]+)", line (\d+)', text):
+            path, number = match.group(1), int(match.group(2))
+            if path.startswith(workdir):
+                rel = path[len(workdir):]
+                return rel, number, _source_line(self.files.get(rel), number)
+        return None, None, None
 
     def _stop_after_failure(self) -> None:
         self._kill()
@@ -361,6 +422,14 @@ _OP_TEXT = {
     "load_state": "loading weights",
     "train": "training",
 }
+
+
+def _source_line(path: Path | None, number: int) -> str | None:
+    try:
+        text = Path(path).read_text(errors="replace").splitlines()[number - 1] if path else None
+    except (OSError, IndexError):
+        return None
+    return f"{number:>4} | {text.rstrip()}" if text is not None else None
 
 
 def _describe_op(op: str, args: dict) -> str:

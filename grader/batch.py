@@ -1,0 +1,360 @@
+"""Grading a whole class: find the students, decide whom to (re)grade, grade them in
+parallel, keep the gradebook current, summarise.
+
+    result = batch.run(BatchConfig(submissions=..., rubric=..., out=...), display)
+
+Grading one student is `run_job(job)`: grading.grade() in its own isolated student
+process, then that student's files in OUT.  Where jobs run is an executor's business
+(grader.executors: a local process pool; a cluster later).  Each student's record
+carries a fingerprint of everything the verdict depends on, so rerunning the same
+command grades only what changed, and a run killed at any point loses only the
+students being graded at that moment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from grader import datasets, duplicates, fingerprint, gradebook, grading, intake
+from grader.checks.base import Options
+from grader.executors import Executor, LocalPool
+from grader.results import ERROR, FAILED, GradeReport, ItemResult
+from grader.rubric import Rubric, RubricError
+from grader.rubric import load as load_rubric
+from grader.unpack import UnpackLimits
+
+STATE = ".grader"  # the batch's own files inside OUT
+
+
+@dataclass
+class BatchConfig:
+    submissions: Path
+    rubric: Path
+    out: Path
+    options: Options = field(default_factory=Options)
+    items: list[str] | None = None
+    limits: dict = field(default_factory=dict)  # timeout_s, item_timeout_s, memory_mb, output_mb overrides
+    workers: int | None = None
+    threads: int | None = None
+    force: bool = False
+    students: list[str] = field(default_factory=list)  # --student: grade only these (always regraded)
+    unpack: UnpackLimits = field(default_factory=UnpackLimits)
+
+
+@dataclass
+class Plan:
+    rubric: Rubric
+    items: list[tuple[str, str, float]]  # (id, title, points) graded, in rubric order
+    intake: intake.Intake
+    jobs: list[dict]
+    records: dict[str, dict]  # student -> an up-to-date record (finished earlier)
+    stale: list[str]  # students shown with an out-of-date record (not graded in this run)
+    workers: int
+    threads: int
+    duplicates: duplicates.Found
+    data_notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BatchResult:
+    plan: Plan
+    records: list[dict]
+    summary: gradebook.Summary
+    interrupted: bool = False
+
+
+class Display:
+    """What a batch tells the person watching it (grader.progress has the real ones)."""
+
+    def planned(self, plan: Plan) -> None: ...
+    def started(self, job: dict) -> None: ...
+    def progress(self, job: dict, text: str) -> None: ...
+    def finished(self, record: dict) -> None: ...
+    def close(self) -> None: ...
+
+
+# -- planning ---------------------------------------------------------------------
+
+
+def plan(config: BatchConfig) -> Plan:
+    rubric = load_rubric(config.rubric).with_limits(**config.limits)
+    selected = rubric.select(config.items)
+    out = Path(config.out)
+    state = out / STATE
+    state.mkdir(parents=True, exist_ok=True)
+    expected = list(rubric.files) + sorted({i.checkpoint for i in rubric.items if getattr(i, "checkpoint", None)})
+    found = intake.find(Path(config.submissions), expected, state, config.unpack, skip=[out])
+    if config.students:
+        known = {s.id for s in found.submissions}
+        unknown = [s for s in config.students if s not in known]
+        if unknown:
+            raise RubricError(f"no student {', '.join(unknown)} in {config.submissions}; students: "
+                              f"{', '.join(sorted(known)[:20])}{' ...' if len(known) > 20 else ''}")
+
+    hashes = fingerprint.FileHashes(state / "file-hashes.json")
+    data_id, data_notes = _data_identity(rubric, selected, config.options)
+    common = {
+        "grader": fingerprint.grader_version(),
+        "rubric": _rubric_identity(rubric, hashes),
+        "instructor_checkpoints": {str(p): hashes.of(p) for p in _instructor_checkpoints(rubric, selected,
+                                                                                          config.options)},
+        "data": data_id,
+        "items": [i.id for i in selected],
+        "limits": rubric.limits.model_dump(),
+        "options": {k: getattr(config.options, k) for k in ("device", "precision", "batch_size")},
+    }
+    workers, threads = resources(config.workers, config.threads, config.options.device, rubric.limits.memory_mb)
+    file_hashes, jobs, records, stale = {}, [], {}, []
+    for sub in found.submissions:
+        files = fingerprint.tree(sub.folder, hashes) if sub.folder is not None else {}
+        file_hashes[sub.id] = files
+        key = fingerprint.combine({**common, "files": files, "problem": sub.problem})
+        previous = gradebook.load_record(out, sub.id)
+        up_to_date = previous is not None and previous.get("fingerprint") == key and _final(previous)
+        wanted = sub.id in config.students if config.students else (config.force or not up_to_date)
+        if wanted:
+            jobs.append(_job(config, rubric, sub, key, threads))
+        elif up_to_date or (config.students and previous is not None):
+            records[sub.id] = previous
+            if not up_to_date:
+                stale.append(sub.id)
+    hashes.save()
+    dupes = duplicates.find({s.id: s.folder for s in found.submissions if s.folder is not None},
+                            [f for f in rubric.files if f.endswith((".py", ".ipynb"))], file_hashes,
+                            handout=rubric.skeleton_dir(), reference=rubric.reference_dir(),
+                            instructor_hashes=set(common["instructor_checkpoints"].values()))
+    items = [(i.id, i.title or i.id, i.points) for i in selected]
+    return Plan(rubric, items, found, jobs, records, stale, workers, threads, dupes, data_notes)
+
+
+def _final(record: dict) -> bool:
+    """Graded, and without an item the grader itself failed on (those are retried)."""
+    if record.get("status") != gradebook.GRADED:
+        return False
+    report = record.get("report") or {}
+    return not any(r.get("status") == ERROR for r in report.get("results", []))
+
+
+def _job(config: BatchConfig, rubric: Rubric, sub: intake.Submission, key: str, threads: int) -> dict:
+    out = Path(config.out).resolve()
+    return {
+        "student": sub.id, "name": sub.name, "folder": str(sub.folder) if sub.folder else None,
+        "problem": sub.problem, "notes": sub.notes, "sources": sub.sources, "fingerprint": key,
+        "rubric": str(Path(config.rubric).resolve()), "limits": config.limits, "items": config.items,
+        "options": _options_dict(config.options), "threads": threads, "out": str(out),
+        "private": [str(Path(config.submissions).resolve()), str(out)],
+        "hard_limit_s": rubric.limits.timeout_s + max(60.0, 0.25 * rubric.limits.timeout_s),
+    }
+
+
+def resources(workers: int | None, threads: int | None, device: str, memory_mb: int) -> tuple[int, int]:
+    """How many students at once, and CPU threads for each.
+
+    Default: about two threads per student (one on a 2-core machine), no more students
+    than memory allows (each may use the rubric's memory limit plus about 1.5 GB for
+    the grader's side), and two per GPU.
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if workers is None:
+        workers = cpus if cpus <= 3 else cpus // 2
+        try:
+            memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") >> 20
+            workers = min(workers, max(1, memory // (memory_mb + 1536)))
+        except (ValueError, OSError, AttributeError):
+            pass
+        if device.startswith("cuda"):
+            import torch
+
+            workers = min(workers, 2 * max(1, torch.cuda.device_count()))
+    workers = max(1, workers)
+    return workers, max(1, threads or cpus // workers)
+
+
+def _options_dict(options: Options) -> dict:
+    return {"device": options.device, "precision": options.precision, "batch_size": options.batch_size,
+            "data_dir": options.data_dir, "download": False,
+            "checkpoint_dirs": [str(Path(p).resolve()) for p in options.checkpoint_dirs]}
+
+
+def _rubric_identity(rubric: Rubric, hashes: fingerprint.FileHashes) -> dict:
+    ident = {"rubric": hashes.of(rubric.path) if rubric.path else rubric.model_dump_json()}
+    reference = rubric.reference_dir()
+    if reference is not None and reference.is_dir():
+        ident["reference"] = fingerprint.tree(reference, hashes)
+    return ident
+
+
+def _instructor_checkpoints(rubric: Rubric, selected, options: Options) -> list[Path]:
+    names = sorted({i.checkpoint for i in selected if getattr(i, "checkpoint", None)})
+    found = []
+    for folder in [*options.checkpoint_dirs, *rubric.checkpoint_dirs()]:
+        for name in names:
+            if (Path(folder) / name).is_file():
+                found.append((Path(folder) / name).resolve())
+    return found
+
+
+def _data_identity(rubric: Rubric, selected, options: Options) -> tuple[list, list[str]]:
+    """Decode each test set once, before the workers start; its cache key identifies it."""
+    specs = {}
+    for item in selected:
+        if item.check == "accuracy":
+            spec = item.data or rubric.data
+            specs[spec.model_dump_json()] = spec
+    ident, notes = [], []
+    for key, spec in sorted(specs.items()):
+        try:
+            data = datasets.load(spec, options.data_dir, download=options.download)
+            ident.append([key, Path(data.images.path).name, data.source])
+            if data.is_sample:
+                notes.append(f"accuracy is measured on {data.source}: pass --data-dir with the full test set "
+                             "for final grades")
+        except datasets.DataNotFound as e:
+            ident.append([key, "missing"])
+            notes.append(f"accuracy items will be skipped: {e}")
+    return ident, notes
+
+
+# -- grading one student (runs wherever the executor puts it) ----------------------
+
+
+_rubrics: dict[tuple, Rubric] = {}
+
+
+def run_job(job: dict, on_progress: Callable[[str], None] | None = None) -> dict:
+    """Grade one student and write their results.json, feedback.md and record.json."""
+    started = time.monotonic()
+    key = (job["rubric"], json.dumps(job["limits"], sort_keys=True))
+    if key not in _rubrics:
+        _rubrics[key] = load_rubric(job["rubric"]).with_limits(**job["limits"])
+    rubric = _rubrics[key]
+    options = Options(**{**job["options"], "checkpoint_dirs": [Path(p) for p in job["options"]["checkpoint_dirs"]]})
+    record = {"student": job["student"], "name": job["name"], "fingerprint": job["fingerprint"],
+              "sources": job["sources"], "notes": job["notes"], "status": gradebook.GRADED, "error": None}
+    report = None
+    try:
+        if job["problem"]:
+            report = unreadable(rubric, job["items"], job["problem"])
+        else:
+            _set_threads(job["threads"])
+            report = grading.grade(Path(job["folder"]), rubric, options, items=job["items"], threads=job["threads"],
+                                   on_progress=on_progress, private_paths=[Path(p) for p in job["private"]])
+    except Exception as e:  # the grader's own failure: reported, and retried by the next run
+        record.update(status=gradebook.NOT_GRADED, error=f"internal grader error: {type(e).__name__}: {e}")
+    record["seconds"] = round(time.monotonic() - started, 3)
+    record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    record["report"] = report.to_dict() if report is not None else None
+    gradebook.write_student(Path(job["out"]), record, report, rubric.title)
+    return record
+
+
+def unreadable(rubric: Rubric, items: list[str] | None, problem: str) -> GradeReport:
+    """Every item at zero, with the reason the submission could not be read."""
+    results = [ItemResult(id=i.id, title=i.title or i.id, points=0.0, max_points=i.points, status=FAILED,
+                          message=f"not graded: {problem}", visibility=i.visibility, extra={"failure": "submission"})
+               for i in rubric.select(items)]
+    return GradeReport(assignment=rubric.assignment, submission="", results=results)
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+
+
+# -- the whole run ----------------------------------------------------------------
+
+
+def run(config: BatchConfig, display: Display | None = None, executor: Executor | None = None) -> BatchResult:
+    display = display or Display()
+    started = time.monotonic()
+    the_plan = plan(config)
+    out = Path(config.out)
+    names = {s.id: s.name for s in the_plan.intake.submissions}
+    order = {s.id: n for n, s in enumerate(the_plan.intake.submissions)}
+    records = dict(the_plan.records)
+    graded_now: set[str] = set()
+    item_ids = [i for i, _, _ in the_plan.items]
+
+    def write_gradebook() -> None:
+        ordered = sorted(records.values(), key=lambda r: order.get(r["student"], len(order)))
+        gradebook.write_grades(out, item_ids, ordered)
+
+    duplicates.write_csv(the_plan.duplicates, out / "duplicates.csv", names)
+    write_gradebook()
+    display.planned(the_plan)
+
+    def on_event(kind: str, job: dict, payload) -> None:
+        if kind == "started":
+            display.started(job)
+        elif kind == "progress":
+            display.progress(job, str(payload))
+        elif kind in ("done", "failed"):
+            record = payload if kind == "done" else _failed_record(job, str(payload))
+            records[job["student"]] = record
+            graded_now.add(job["student"])
+            write_gradebook()
+            display.finished(record)
+
+    interrupted = False
+    try:
+        if the_plan.jobs:
+            (executor or LocalPool(the_plan.workers)).run(the_plan.jobs, on_event)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        display.close()
+    write_gradebook()  # again: an interrupt may have come between a record and its row
+    ordered = sorted(records.values(), key=lambda r: order.get(r["student"], len(order)))
+    summary = gradebook.summarize(the_plan.rubric.assignment, the_plan.items, ordered, regraded=len(graded_now),
+                                  seconds=time.monotonic() - started, students=len(order))
+    summary.duplicates = len(the_plan.duplicates.groups)
+    summary.instructor_copies = the_plan.duplicates.instructor_copies
+    summary.intake = _intake_notes(the_plan)
+    gradebook.atomic_write(out / "summary.md", gradebook.summary_markdown(summary))
+    return BatchResult(the_plan, ordered, summary, interrupted)
+
+
+def _failed_record(job: dict, why: str) -> dict:
+    record = {"student": job["student"], "name": job["name"], "fingerprint": job["fingerprint"],
+              "sources": job["sources"], "notes": job["notes"], "status": gradebook.NOT_GRADED, "error": why,
+              "seconds": None, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "report": None}
+    gradebook.write_student(Path(job["out"]), record, None, "")
+    return record
+
+
+def _intake_notes(p: Plan) -> list[str]:
+    notes = [f"layout: {p.intake.layout}"] + list(p.data_notes)
+    for name in p.intake.unassigned:
+        notes.append(f"{name}: belongs to no student (not graded)")
+    for sub in p.intake.submissions:
+        for note in sub.notes:
+            notes.append(f"{sub.id}: {note}")
+        if sub.problem:
+            notes.append(f"{sub.id}: {sub.problem}")
+    for student in p.stale:
+        notes.append(f"{student}: shown from an earlier run; its files or the rubric changed since "
+                     "(rerun without --student to regrade)")
+    return notes
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m grader.batch JOB.json`: grade one job where a cluster scheduler placed it."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m grader.batch JOB.json", file=sys.stderr)
+        return 2
+    record = run_job(json.loads(Path(args[0]).read_text()))
+    print(json.dumps({"student": record["student"], "status": record["status"], "error": record["error"]}))
+    return 0 if record["status"] == gradebook.GRADED else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
