@@ -26,6 +26,7 @@ from grader import datasets, duplicates, fingerprint, gradebook, grading, intake
 from grader.checks.base import Options
 from grader.executors import Executor, LocalPool
 from grader.results import ERROR, FAILED, GradeReport, ItemResult
+from grader.reuse import Reuse
 from grader.rubric import Rubric, RubricError
 from grader.rubric import load as load_rubric
 from grader.unpack import UnpackLimits
@@ -46,6 +47,7 @@ class BatchConfig:
     force: bool = False
     students: list[str] = field(default_factory=list)  # --student: grade only these (always regraded)
     unpack: UnpackLimits = field(default_factory=UnpackLimits)
+    reuse: bool = True  # share results across students (grader.reuse); --no-reuse turns it off
 
 
 @dataclass
@@ -244,8 +246,10 @@ def run_job(job: dict, on_progress: Callable[[str], None] | None = None) -> dict
             report = unreadable(rubric, job["items"], job["problem"])
         else:
             _set_threads(job["threads"])
+            reuse = Reuse(Path(job["reuse"])) if job.get("reuse") else None
             report = grading.grade(Path(job["folder"]), rubric, options, items=job["items"], threads=job["threads"],
-                                   on_progress=on_progress, private_paths=[Path(p) for p in job["private"]])
+                                   on_progress=on_progress, private_paths=[Path(p) for p in job["private"]],
+                                   reuse=reuse, student_id=job["student"])
     except Exception as e:  # the grader's own failure: reported, and retried by the next run
         record.update(status=gradebook.NOT_GRADED, error=f"internal grader error: {type(e).__name__}: {e}")
     record["seconds"] = round(time.monotonic() - started, 3)
@@ -287,6 +291,10 @@ def run(config: BatchConfig, display: Display | None = None, executor: Executor 
         ordered = sorted(records.values(), key=lambda r: order.get(r["student"], len(order)))
         gradebook.write_grades(out, item_ids, ordered)
 
+    if config.reuse and the_plan.jobs:  # one store, and one secret probe seed, per run
+        store = Reuse.for_run(out / STATE).folder
+        for job in the_plan.jobs:
+            job["reuse"] = str(store)
     duplicates.write_csv(the_plan.duplicates, out / "duplicates.csv", names)
     write_gradebook()
     display.planned(the_plan)

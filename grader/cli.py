@@ -274,6 +274,8 @@ def batch(
     item_timeout: Optional[float] = typer.Option(None, "--item-timeout", help=_ITEM_TIMEOUT_HELP),
     memory_mb: Optional[int] = typer.Option(None, "--memory-mb", help=_MEMORY_HELP),
     force: bool = typer.Option(False, "--force", help="regrade every student, even unchanged ones"),
+    no_reuse: bool = typer.Option(False, "--no-reuse", help="evaluate every student's model, even when an "
+                                  "identical or equivalent one was already evaluated in this run"),
     student: list[str] = typer.Option([], "--student", help="grade only this student (repeatable; always "
                                       "regraded)"),
     max_unzip_mb: int = typer.Option(2048, "--max-unzip-mb", help="most a student's zip files may unpack to"),
@@ -298,7 +300,7 @@ def batch(
         submissions=submissions, rubric=rubric_path, out=out,
         options=_options(device, precision, checkpoints, data_dir, download, batch_size),
         items=[i.strip() for i in items.split(",") if i.strip()] if items else None,
-        limits=_limits(timeout, item_timeout, memory_mb), workers=jobs, threads=threads, force=force,
+        limits=_limits(timeout, item_timeout, memory_mb), workers=jobs, threads=threads, force=force, reuse=not no_reuse,
         students=list(student), unpack=UnpackLimits(max_bytes=max_unzip_mb << 20))
     console = Console()
     try:

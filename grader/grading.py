@@ -12,6 +12,7 @@ import json
 import os
 import time
 import traceback
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -19,6 +20,7 @@ from grader import datasets
 from grader.checks import KINDS
 from grader.checks.base import Context, NotGradable, Options, Verdict
 from grader.reference import Reference, ReferenceError
+from grader.reuse import Reuse
 from grader.results import ERROR, FAILED, PARTIAL, PASSED, SKIPPED, GradeReport, ItemResult
 from grader.rubric import Rubric
 from grader.sandbox.session import Limits, StudentFailure, StudentProcess
@@ -29,7 +31,8 @@ MAX_COPIED_FILE_BYTES = 20 << 20
 
 def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, items: list[str] | None = None,
           threads: int | None = None, on_item: Callable[[ItemResult], None] | None = None,
-          on_progress: Callable[[str], None] | None = None, private_paths: list[Path] = ()) -> GradeReport:
+          on_progress: Callable[[str], None] | None = None, private_paths: list[Path] = (),
+          reuse: Reuse | None = None, student_id: str | None = None) -> GradeReport:
     options = options or Options()
     started = time.monotonic()
     selected = rubric.select(items)
@@ -49,7 +52,8 @@ def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, i
                         private=_private_paths(rubric) + [str(p) for p in private_paths]) as student:
         context = Context(rubric=rubric, submission=Path(submission), student=student, reference=reference,
                           options=options, load_data=_data_loader(options),
-                          progress=on_progress or (lambda text: None))
+                          progress=on_progress or (lambda text: None), reuse=reuse,
+                          student_id=student_id or Path(submission).name)
 
         # 3. The checks, one item at a time; a failure costs only its own item.
         results = []
@@ -73,6 +77,43 @@ def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, i
 
 
 def run_item(item, context: Context) -> ItemResult:
+    """One item's result: reused when an earlier submission had the very same inputs."""
+    key = _reuse_key(item, context)
+    if key is not None:
+        earlier = context.reuse.get(key)
+        if earlier is not None:
+            return _reused(earlier["result"], earlier["student"])
+    result = _run_item(item, context)
+    if key is not None and _reusable(result):
+        context.reuse.put(key, asdict(result), context.student_id)
+    return result
+
+
+def _reuse_key(item, context: Context) -> str | None:
+    if context.reuse is None:
+        return None
+    name = getattr(item, "checkpoint", None)
+    checkpoint = context.find_checkpoint(name) if name else None
+    data = getattr(item, "data", None) or (context.rubric.data if item.check == "accuracy" else None)
+    data_key = json.dumps([data.model_dump() if data else None, context.options.data_dir])
+    return context.reuse.item_key(item, context.submission, context.options, data_key, checkpoint)
+
+
+def _reusable(result: ItemResult) -> bool:
+    """Verdicts that depend on the code alone, not on the machine's load or luck."""
+    return result.status not in (ERROR, SKIPPED) and result.extra.get("failure") not in (
+        "timeout", "crash", "memory", "output")
+
+
+def _reused(result: dict, student: str) -> ItemResult:
+    reused = ItemResult(**result)
+    reused.details = list(reused.details) + [f"same code and inputs as {student}: that result was reused"]
+    reused.extra = {**reused.extra, "reused_from": student, "reuse": "exact"}
+    reused.seconds = 0.0
+    return reused
+
+
+def _run_item(item, context: Context) -> ItemResult:
     started = time.monotonic()
     context.progress(f"{item.id}")
     try:

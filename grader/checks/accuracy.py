@@ -58,13 +58,38 @@ def run(item: Item, ctx: Context) -> Verdict:
             ctx.release(built)
             return verdict
         notes = fit.get("notes", [])
-    ctx.progress(f"predicting {len(data):,} images")
-    out = ctx.student.call("predict", handle=built["handle"], images={"path": data.images.path,
-                                                                     "shape": list(data.images.shape)},
-                           mean=spec.normalize.mean, std=spec.normalize.std, batch_size=ctx.options.batch_size,
-                           precision=ctx.options.precision, timeout=_predict_timeout(ctx, item, len(data)))
+    predictions, reused_from = _predictions(ctx, item, built["handle"], data, spec, path)
     ctx.release(built)
-    return judge(item, out["predictions"], data, notes, ctx.options.precision)
+    verdict = judge(item, predictions, data, notes, ctx.options.precision)
+    if reused_from:
+        verdict.details.append(f"same outputs as {reused_from}'s model on a secret probe batch: "
+                               "its predictions were reused (--no-reuse evaluates every model)")
+        verdict.extra.update(reused_from=reused_from, reuse="probe")
+    return verdict
+
+
+def _predictions(ctx: Context, item: Item, handle: int, data, spec, checkpoint) -> tuple[torch.Tensor, str | None]:
+    """Predicted classes for the whole test set, or those of an equivalent model evaluated earlier
+    in this run (same probe logits, same checkpoint); returns (predictions, whose)."""
+    def predict(**extra):
+        return ctx.student.call("predict", handle=handle, images={"path": data.images.path,
+                                                                  "shape": list(data.images.shape)},
+                                mean=spec.normalize.mean, std=spec.normalize.std, batch_size=ctx.options.batch_size,
+                                precision=ctx.options.precision, timeout=_predict_timeout(ctx, item, len(data)),
+                                **extra)
+
+    reuse = ctx.reuse if checkpoint is not None else None
+    if reuse is not None:
+        key = reuse.model_key(item, checkpoint, data.images.path, ctx.options)
+        probe = predict(indices=reuse.probe_indices(len(data)), logits=True)["logits"]
+        earlier = reuse.match(key, probe)
+        if earlier is not None:
+            return earlier["predictions"], earlier["student"]
+    ctx.progress(f"predicting {len(data):,} images")
+    predictions = predict()["predictions"]
+    if reuse is not None:
+        reuse.remember(key, probe, predictions, ctx.student_id)
+    return predictions, None
 
 
 def judge(item: Item, predictions: torch.Tensor, data, notes: list[str], precision: str = "fp32") -> Verdict:

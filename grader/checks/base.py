@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 if TYPE_CHECKING:
     from grader.datasets import DataSpec, LabelledImages
     from grader.reference import Reference
+    from grader.reuse import Reuse
     from grader.rubric import Rubric
     from grader.sandbox.session import StudentProcess
 
@@ -100,6 +101,8 @@ class Context:
     options: Options
     load_data: Callable[["DataSpec"], "LabelledImages"]
     progress: Callable[[str], None] = lambda text: None
+    reuse: "Reuse | None" = None  # results shared across a class (grader.reuse)
+    student_id: str = ""
 
     def timeout(self, item: ItemBase) -> float:
         return item.timeout_s or self.rubric.limits.item_timeout_s
