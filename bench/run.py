@@ -9,6 +9,10 @@ absolute rates drift with the machine's load):
   eval_vs_bare_resnet50_layer4  the same model on the same tensors (goal >= 0.95)
   grader_vs_course_loop_vgg16   grader's evaluation speed-up over the course's own loop
                                 (DataLoader, ToTensor + Normalize per image, batch 100)
+  class40_vs_single             `grader batch` of 40 correct, differently written CNN
+                                Architecture submissions / `grader check` of one (goal <= 3)
+  overhead_per_submission_s     seconds per submission beyond the model's own compute, warm
+                                workers (a batch of tiny-model students; goal <= 0.5)
 
 Each pair is measured alternately (A B A B ...) and the median ratio reported.
 Data: the CIFAR-10 test set from --data-dir, else the 3,000-image sample shipped with grader.
@@ -18,8 +22,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -119,6 +126,117 @@ def measure_eval(name: str, data, count: int, rounds: int, student: StudentProce
             "grader": statistics.median(graders), "model": model}
 
 
+# -- a class of 40 -------------------------------------------------------------------
+
+# Edits that keep ResNet50_layer4 computing the same function (and the same state_dict
+# keys) while changing its code: each student gets a different combination.
+EQUIVALENT_EDITS = [
+    ("nn.Conv2d(3, 64, 7, 2, 3)", "nn.Conv2d(in_channels=3, out_channels=64, kernel_size=7, stride=2, padding=3)"),
+    ("nn.MaxPool2d(3, 2, 1)", "nn.MaxPool2d(kernel_size=3, stride=2, padding=1)"),
+    ("nn.AvgPool2d(2, 1)", "nn.AvgPool2d(kernel_size=2, stride=2)"),
+    ("nn.Linear(1024, 10)", "nn.Linear(1024, num_classes)"),
+    ("        out = self.layer1(x)\n        out = self.layer2(out)\n",
+     "        h = self.layer2(self.layer1(x))\n        out = h\n"),
+    ("            ResidualBlock(512, 256, 1024, False),\n" + "            ResidualBlock(1024, 256, 1024, False),\n" * 5,
+     "            ResidualBlock(512, 256, 1024, False),\n"
+     "            *[ResidualBlock(1024, 256, 1024, False) for _ in range(5)],\n"),
+]
+
+
+def write_class(root: Path, count: int) -> Path:
+    source = (REFERENCE / "resnet50_skeleton.py").read_text()
+    combos = list(itertools.product([False, True], repeat=len(EQUIVALENT_EDITS)))[1:count + 1]
+    for index, combo in enumerate(combos, start=1):
+        text = source
+        for use, (old, new) in zip(combo, EQUIVALENT_EDITS):
+            if use:
+                assert old in text, old
+                text = text.replace(old, new, 1)
+        folder = root / f"student{index:02d}"
+        folder.mkdir(parents=True)
+        for name in ("main.py", "vgg16_full.py"):
+            shutil.copy(REFERENCE / name, folder / name)
+        (folder / "resnet50_skeleton.py").write_text(text)
+    return root
+
+
+def write_checkpoints(folder: Path) -> Path:
+    """Instructor-style checkpoints: the reference models' seeded weights."""
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(build("resnet50_layer4").state_dict(), folder / "resnet50_epoch285.ckpt")
+    torch.save(build("vgg16").state_dict(), folder / "vgg16_epoch250.ckpt")
+    return folder
+
+
+def timed(command: list[str], env: dict) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"benchmark command failed ({done.returncode}): {' '.join(command)}\n{done.stderr[-2000:]}")
+    return elapsed
+
+
+def measure_class(work: Path, data_dir: str | None, count: int, env: dict) -> float:
+    checkpoints = write_checkpoints(work / "checkpoints")
+    download = write_class(work / "class", count)
+    data = ["--data-dir", data_dir] if data_dir else []
+    grader = [sys.executable, "-m", "grader"]
+    one = timed(grader + ["check", str(download / "student01"), "-r", "cnn_architecture",
+                          "-c", str(checkpoints), *data], env)
+    many = timed(grader + ["batch", str(download), "-r", "cnn_architecture", "-o", str(work / "out"),
+                           "-c", str(checkpoints), *data], env)
+    print(f"# one submission: {one:.1f} s (grader check); {count} submissions: {many:.1f} s (grader batch)",
+          flush=True)
+    return many / one
+
+
+TINY_NET = """import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.conv(x).relu()).flatten(1))
+"""
+
+TINY_RUBRIC = """assignment: tiny
+files: [net.py]
+items:
+  - {id: shape, points: 1, check: output_shape, target: {file: net.py, name: Net}, inputs: [[2, 3, 32, 32]], expected: [2, 10]}
+  - {id: params, points: 1, check: param_count, target: {file: net.py, name: Net}, expected: 314}
+  - {id: accuracy, points: 1, check: accuracy, target: {file: net.py, name: Net}, checkpoint: net.pt, threshold: 0.0}
+"""
+
+
+def measure_overhead(work: Path, count: int, env: dict) -> float:
+    """Seconds per submission of a batch whose model costs nothing: what grading itself costs."""
+    rubric = work / "tiny.yaml"
+    rubric.write_text(TINY_RUBRIC)
+    torch.manual_seed(0)
+    module = {}
+    exec(TINY_NET, module)
+    state = module["Net"]().state_dict()
+    times = {}
+    for n in (1, count + 1):
+        download = work / f"tiny{n}"
+        for index in range(n):
+            folder = download / f"s{index:03d}"
+            folder.mkdir(parents=True)
+            (folder / "net.py").write_text(TINY_NET + f"\n# student {index}\nSTUDENT = {index}\n")
+            torch.save(state, folder / "net.pt")
+        times[n] = timed([sys.executable, "-m", "grader", "batch", str(download), "-r", str(rubric),
+                          "-o", str(work / f"tiny-out{n}"), "-j", "1", "--no-reuse"], env)
+    per = (times[count + 1] - times[1]) / count
+    print(f"# tiny batch: 1 submission {times[1]:.1f} s, {count + 1} submissions {times[count + 1]:.1f} s", flush=True)
+    return per
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer images and rounds (under 10 minutes on 2 cores)")
@@ -147,6 +265,11 @@ def main() -> None:
     course = statistics.median(course_loop(results["vgg16"]["model"], data, course_count) for _ in range(2))
     print(f"# vgg16 course loop: {course:.0f} img/s", flush=True)
     report("grader_vs_course_loop_vgg16", results["vgg16"]["grader"] / course)
+
+    env = dict(os.environ)
+    with tempfile.TemporaryDirectory(prefix="grader-bench-") as tmp:
+        report("class40_vs_single", measure_class(Path(tmp), args.data_dir, 40, env))
+        report("overhead_per_submission_s", measure_overhead(Path(tmp), 10 if args.quick else 20, env))
 
 
 if __name__ == "__main__":
