@@ -5,7 +5,7 @@ parallel, keep the gradebook current, summarise.
 
 Grading one student is `run_job(job)`: grading.grade() in its own isolated student
 process, then that student's files in OUT.  Where jobs run is an executor's business
-(grader.executors: a local process pool; a cluster later).  Each student's record
+(grader.executors: a local process pool; grader.slurm: a Slurm cluster).  Each student's record
 carries a fingerprint of everything the verdict depends on, so rerunning the same
 command grades only what changed, and a run killed at any point loses only the
 students being graded at that moment.
@@ -77,6 +77,8 @@ class Display:
     def started(self, job: dict) -> None: ...
     def progress(self, job: dict, text: str) -> None: ...
     def finished(self, record: dict) -> None: ...
+    def queue(self, text: str) -> None: ...  # a cluster's queue: "Slurm: 3 queued, 2 running, ..."
+    def note(self, text: str) -> None: ...  # what the executor did (staged data, adopted jobs, retries)
     def close(self) -> None: ...
 
 
@@ -145,7 +147,7 @@ def _final(record: dict) -> bool:
 def _job(config: BatchConfig, rubric: Rubric, sub: intake.Submission, key: str, threads: int) -> dict:
     out = Path(config.out).resolve()
     return {
-        "student": sub.id, "name": sub.name, "folder": str(sub.folder) if sub.folder else None,
+        "student": sub.id, "name": sub.name, "folder": str(sub.folder.resolve()) if sub.folder else None,
         "problem": sub.problem, "notes": sub.notes, "sources": sub.sources, "fingerprint": key,
         "rubric": str(Path(config.rubric).resolve()), "limits": config.limits, "items": config.items,
         "options": _options_dict(config.options), "threads": threads, "out": str(out),
@@ -179,7 +181,7 @@ def resources(workers: int | None, threads: int | None, device: str, memory_mb: 
 
 def _options_dict(options: Options) -> dict:
     return {"device": options.device, "precision": options.precision, "batch_size": options.batch_size,
-            "data_dir": options.data_dir, "download": False,
+            "data_dir": str(Path(options.data_dir).resolve()) if options.data_dir else None, "download": False,
             "checkpoint_dirs": [str(Path(p).resolve()) for p in options.checkpoint_dirs]}
 
 
@@ -296,6 +298,10 @@ def run(config: BatchConfig, display: Display | None = None, executor: Executor 
             display.started(job)
         elif kind == "progress":
             display.progress(job, str(payload))
+        elif kind == "queue":
+            display.queue(str(payload))
+        elif kind == "note":
+            display.note(str(payload))
         elif kind in ("done", "failed"):
             record = payload if kind == "done" else _failed_record(job, str(payload))
             records[job["student"]] = record
