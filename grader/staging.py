@@ -100,8 +100,9 @@ def _copy_tree_if_changed(source: Path, target: Path) -> bool:
                 return False
         except (OSError, ValueError):
             pass
+    for left in target.parent.glob(target.name + ".partial*"):  # an interrupted copy
+        shutil.rmtree(left, ignore_errors=True)
     partial = target.with_name(target.name + f".partial{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
     shutil.copytree(source, partial, symlinks=False)
     stamp.unlink(missing_ok=True)
     shutil.rmtree(target, ignore_errors=True)
@@ -165,6 +166,8 @@ def _copy_if_changed(source: Path, target: Path) -> bool:
         t = target.stat()
         if t.st_size == st.st_size and t.st_mtime_ns == st.st_mtime_ns:
             return False
+    for left in target.parent.glob(f".{target.name}.partial*"):  # an interrupted copy
+        left.unlink(missing_ok=True)
     partial = target.with_name(f".{target.name}.partial{os.getpid()}")
     shutil.copy2(source, partial)  # keeps the modification time: the next run compares it
     os.replace(partial, target)  # a job reading the old copy keeps a whole file

@@ -81,9 +81,20 @@ class Klass:
     def env(self) -> dict:
         return {"TMPDIR": str(self.tmp)}
 
-    def popen(self, args: list[str]) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "grader", *args], cwd=ROOT, env=dict(os.environ, **self.env()),
+    def popen(self, args: list[str], cwd: Path = ROOT) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "grader", *args], cwd=cwd, env=dict(os.environ, **self.env()),
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+    def processes_inside(self) -> list[int]:
+        """Processes working in this class's temporary folder: the students' own."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and os.readlink(entry / "cwd").startswith(str(self.tmp)):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+        return found
 
 
 def rows(out: Path) -> list[dict]:
@@ -201,15 +212,19 @@ def test_ctrl_c_cancels_the_batchs_jobs_and_keeps_what_finished(tmp_path, cnn_ch
                                                                  cluster):
     small = Klass(tmp_path, labelled_by_resnet, cnn_checkpoints, students=("s01_correct", "s08_loop_in_forward"))
     out = tmp_path / "out"
-    proc = small.popen(small.slurm(out, items=["residual_block.plain", "residual_block.downsample"],
-                                   item_timeout=120))
+    # Started from the class's own folder with relative paths: the jobs must not depend on it.
+    args = small.slurm(out, items=["residual_block.plain", "residual_block.downsample"], item_timeout=120)
+    args = [os.path.relpath(a, tmp_path) if a.startswith(str(tmp_path)) else a for a in args]
+    assert "class" in args and "out" in args
+    proc = small.popen(args, cwd=tmp_path)
     lines = []
     while not any(line.startswith("[1/2] s01_correct") for line in lines):
         line = proc.stdout.readline()
         assert line, "".join(lines)
         lines.append(line)
     deadline = time.monotonic() + 60
-    while "RUNNING" not in live_jobs(out).values():  # the endless loop is being graded
+    while "s08_loop_in_forward" not in graded_on_slurm(out) or not small.processes_inside():
+        # the endless loop is being graded, in a student's process inside the job
         assert time.monotonic() < deadline, live_jobs(out)
         time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does in a terminal
@@ -219,6 +234,10 @@ def test_ctrl_c_cancels_the_batchs_jobs_and_keeps_what_finished(tmp_path, cnn_ch
     assert [(r["student"], r["total"]) for r in rows(out)] == [("s01_correct", "40")]
     assert "2 students: 1 graded" in (out / "summary.md").read_text()
     assert live_jobs(out) == {}
+    deadline = time.monotonic() + 20  # the student's endless loop ended with its job
+    while small.processes_inside():
+        assert time.monotonic() < deadline, small.processes_inside()
+        time.sleep(0.5)
     # The job ended with Slurm's SIGTERM: it wrote nothing for the student (no "crash" verdict).
     assert not (out / "students" / "s08_loop_in_forward").exists()
     assert "before s08_loop_in_forward was graded" in "".join(
@@ -286,6 +305,7 @@ def test_the_data_set_and_checkpoints_are_staged_once_and_jobs_read_only_those(t
     assert again.notes == [] and copied.stat().st_ino == before  # nothing copied the second time
 
     job = {**again.apply(jobs[0]), "progress_file": str(tmp_path / "progress")}
+    assert str(shared.resolve()) in job["private"]  # the staged data (labels included) is kept from students
     shutil.rmtree(data)  # the originals are gone: the job must read the staged copies
     shutil.rmtree(checkpoints)
     (tmp_path / "job.json").write_text(json.dumps(job))
