@@ -152,8 +152,13 @@ def _job(config: BatchConfig, rubric: Rubric, sub: intake.Submission, key: str, 
         "rubric": str(Path(config.rubric).resolve()), "limits": config.limits, "items": config.items,
         "options": _options_dict(config.options), "threads": threads, "out": str(out),
         "private": [str(Path(config.submissions).resolve()), str(out)],
-        "hard_limit_s": rubric.limits.timeout_s + max(60.0, 0.25 * rubric.limits.timeout_s),
+        "hard_limit_s": hard_limit_s(rubric),
     }
+
+
+def hard_limit_s(rubric: Rubric) -> float:
+    """How long grading one student may take, all told: the submission's limit plus a margin."""
+    return rubric.limits.timeout_s + max(60.0, 0.25 * rubric.limits.timeout_s)
 
 
 def resources(workers: int | None, threads: int | None, device: str, memory_mb: int) -> tuple[int, int]:

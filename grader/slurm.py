@@ -97,23 +97,26 @@ def resources(rubric, *, partition: str | None = None, gpus: int | None = None, 
 
     Default time: the submission's time limit plus the grader's own margin and start-up;
     default memory: what the student's process may use plus about 2 GB for the grader."""
-    wanted = rubric.slurm
-    limits = rubric.limits
-    hard_limit_s = limits.timeout_s + max(60.0, 0.25 * limits.timeout_s)  # as grader.batch gives each job
+    from grader.batch import hard_limit_s
+
     parsed = {}
     for arg in extra:
         key, sep, value = arg.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"--slurm-arg takes KEY=VALUE (an sbatch option without its dashes), not {arg!r}")
         parsed[key.strip().lstrip("-")] = value
-    pick = lambda flag, name: flag if flag is not None else (getattr(wanted, name) if wanted else None)  # noqa: E731
+
+    def pick(flag, name: str):
+        return flag if flag is not None else getattr(rubric.slurm, name, None)
+
     gb = pick(mem_gb, "mem_gb")
     return Resources(
         partition=pick(partition, "partition"),
         gpus=pick(gpus, "gpus") or 0,
         cpus=pick(cpus, "cpus") or 2,
-        time_min=pick(time_min, "time_min") or math.ceil((hard_limit_s + 180) / 60),
-        mem_mb=int(gb * 1024) if gb else limits.memory_mb + 2048,
+        # Python, torch and the submission's files take a minute or two to start on a busy node.
+        time_min=pick(time_min, "time_min") or math.ceil((hard_limit_s(rubric) + 180) / 60),
+        mem_mb=int(gb * 1024) if gb else rubric.limits.memory_mb + 2048,
         max_running=max_running or 32,
         extra=parsed,
     )
