@@ -135,7 +135,9 @@ def klass(tmp_path_factory, cnn_checkpoints, labelled_by_resnet) -> Klass:
 @pytest.fixture(scope="module")
 def local(klass) -> Path:
     out = klass.root / "out-local"
+    started = time.monotonic()
     done = run_cli(*klass.args(out), env=klass.env(), timeout=900)
+    print(f"\nthe class of {len(CLASS)} graded locally in {time.monotonic() - started:.1f} s")
     assert done.returncode == 0, done.stdout + done.stderr
     return out
 
