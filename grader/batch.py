@@ -5,7 +5,7 @@ parallel, keep the gradebook current, summarise.
 
 Grading one student is `run_job(job)`: grading.grade() in its own isolated student
 process, then that student's files in OUT.  Where jobs run is an executor's business
-(grader.executors: a local process pool; a cluster later).  Each student's record
+(grader.executors: a local process pool; grader.slurm: a Slurm cluster).  Each student's record
 carries a fingerprint of everything the verdict depends on, so rerunning the same
 command grades only what changed, and a run killed at any point loses only the
 students being graded at that moment.
@@ -79,6 +79,8 @@ class Display:
     def started(self, job: dict) -> None: ...
     def progress(self, job: dict, text: str) -> None: ...
     def finished(self, record: dict) -> None: ...
+    def queue(self, text: str) -> None: ...  # a cluster's queue: "Slurm: 3 queued, 2 running, ..."
+    def note(self, text: str) -> None: ...  # what the executor did (staged data, adopted jobs, retries)
     def close(self) -> None: ...
 
 
@@ -147,13 +149,18 @@ def _final(record: dict) -> bool:
 def _job(config: BatchConfig, rubric: Rubric, sub: intake.Submission, key: str, threads: int) -> dict:
     out = Path(config.out).resolve()
     return {
-        "student": sub.id, "name": sub.name, "folder": str(sub.folder) if sub.folder else None,
+        "student": sub.id, "name": sub.name, "folder": str(sub.folder.resolve()) if sub.folder else None,
         "problem": sub.problem, "notes": sub.notes, "sources": sub.sources, "fingerprint": key,
         "rubric": str(Path(config.rubric).resolve()), "limits": config.limits, "items": config.items,
         "options": _options_dict(config.options), "threads": threads, "out": str(out),
         "private": [str(Path(config.submissions).resolve()), str(out)],
-        "hard_limit_s": rubric.limits.timeout_s + max(60.0, 0.25 * rubric.limits.timeout_s),
+        "hard_limit_s": hard_limit_s(rubric),
     }
+
+
+def hard_limit_s(rubric: Rubric) -> float:
+    """How long grading one student may take, all told: the submission's limit plus a margin."""
+    return rubric.limits.timeout_s + max(60.0, 0.25 * rubric.limits.timeout_s)
 
 
 def resources(workers: int | None, threads: int | None, device: str, memory_mb: int) -> tuple[int, int]:
@@ -181,7 +188,7 @@ def resources(workers: int | None, threads: int | None, device: str, memory_mb: 
 
 def _options_dict(options: Options) -> dict:
     return {"device": options.device, "precision": options.precision, "batch_size": options.batch_size,
-            "data_dir": options.data_dir, "download": False,
+            "data_dir": str(Path(options.data_dir).resolve()) if options.data_dir else None, "download": False,
             "checkpoint_dirs": [str(Path(p).resolve()) for p in options.checkpoint_dirs]}
 
 
@@ -246,7 +253,7 @@ def run_job(job: dict, on_progress: Callable[[str], None] | None = None) -> dict
             report = unreadable(rubric, job["items"], job["problem"])
         else:
             _set_threads(job["threads"])
-            reuse = Reuse(Path(job["reuse"])) if job.get("reuse") else None
+            reuse = Reuse.open(job.get("reuse"))
             report = grading.grade(Path(job["folder"]), rubric, options, items=job["items"], threads=job["threads"],
                                    on_progress=on_progress, private_paths=[Path(p) for p in job["private"]],
                                    reuse=reuse, student_id=job["student"])
@@ -304,6 +311,10 @@ def run(config: BatchConfig, display: Display | None = None, executor: Executor 
             display.started(job)
         elif kind == "progress":
             display.progress(job, str(payload))
+        elif kind == "queue":
+            display.queue(str(payload))
+        elif kind == "note":
+            display.note(str(payload))
         elif kind in ("done", "failed"):
             record = payload if kind == "done" else _failed_record(job, str(payload))
             records[job["student"]] = record

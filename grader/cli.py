@@ -260,7 +260,7 @@ def batch(
     rubric: str = typer.Option(..., "--rubric", "-r", help="rubric YAML path or assignment name"),
     out: Path = typer.Option(..., "--out", "-o", help="output folder (created; rerun with the same one to resume)"),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="students graded at once (default: what the "
-                                       "CPU cores and memory allow)"),
+                                       "CPU cores and memory allow; 32 with --executor slurm)"),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads per student (default: cores / -j)"),
     checkpoints: list[Path] = typer.Option([], "--checkpoints", "-c", help="folder with the instructor's "
                                            "checkpoints (repeatable)"),
@@ -279,11 +279,29 @@ def batch(
     student: list[str] = typer.Option([], "--student", help="grade only this student (repeatable; always "
                                       "regraded)"),
     max_unzip_mb: int = typer.Option(2048, "--max-unzip-mb", help="most a student's zip files may unpack to"),
+    executor: str = typer.Option("local", "--executor", help="where students are graded: local (this machine) "
+                                 "or slurm (one cluster job each; -j caps how many run at once)"),
+    shared_dir: Optional[Path] = typer.Option(None, "--shared-dir", help="slurm: a folder every node reads, where "
+                                              "the data set and checkpoints are staged once (default: "
+                                              "OUT/.grader/shared)"),
+    partition: Optional[str] = typer.Option(None, "--partition", help="slurm: partition (default: the rubric's "
+                                            "slurm.partition, else the cluster's default)"),
+    gpus_per_job: Optional[int] = typer.Option(None, "--gpus-per-job", help="slurm: GPUs per student (default: "
+                                               "the rubric's slurm.gpus, else 0)"),
+    cpus_per_job: Optional[int] = typer.Option(None, "--cpus-per-job", help="slurm: CPU cores per student "
+                                               "(default: the rubric's slurm.cpus, else 2)"),
+    mem_per_job: Optional[float] = typer.Option(None, "--mem-per-job", help="slurm: memory per student, GB "
+                                                "(default: limits.memory_mb + 2 GB)"),
+    time_per_job: Optional[int] = typer.Option(None, "--time-per-job", help="slurm: time limit per student, "
+                                               "minutes (default: from limits.timeout_s)"),
+    slurm_arg: list[str] = typer.Option([], "--slurm-arg", help="slurm: another sbatch option as KEY=VALUE, "
+                                        "e.g. account=cs231 (repeatable)"),
 ) -> None:
     """Grade a whole class in parallel: grades.csv, per-student results.json and feedback.md, summary.md,
     duplicates.csv.  Rerun the same command to resume; only changed students are regraded."""
     from grader import batch as batch_module
     from grader import progress
+    from grader.executors import ExecutorError
     from grader.unpack import UnpackLimits
 
     if not submissions.exists():
@@ -296,16 +314,26 @@ def batch(
         rubric_path = assignments.resolve(rubric, submissions).path
     except RubricError as e:
         _fail_usage(str(e))
+    limits = _limits(timeout, item_timeout, memory_mb)
+    cluster = _cluster(executor, rubric_path, limits, out, shared_dir, jobs, slurm_arg, partition=partition,
+                       gpus=gpus_per_job, cpus=cpus_per_job, mem_gb=mem_per_job, time_min=time_per_job)
+    options = _options("cpu" if cluster is not None else device, precision, checkpoints, data_dir, download, batch_size)
+    if cluster is not None:
+        options.device = cluster.device(device)  # the nodes' device, not this login node's
+        if options.device.startswith("cuda") and not cluster.resources.gpus:
+            _fail_usage("--device cuda on Slurm needs --gpus-per-job (or slurm.gpus in the rubric)")
+        jobs, threads = cluster.resources.max_running, threads or cluster.resources.cpus
     config = batch_module.BatchConfig(
-        submissions=submissions, rubric=rubric_path, out=out,
-        options=_options(device, precision, checkpoints, data_dir, download, batch_size),
+        submissions=submissions, rubric=rubric_path, out=out, options=options,
         items=[i.strip() for i in items.split(",") if i.strip()] if items else None,
-        limits=_limits(timeout, item_timeout, memory_mb), workers=jobs, threads=threads, force=force, reuse=not no_reuse,
+        limits=limits, workers=jobs, threads=threads, force=force, reuse=not no_reuse,
         students=list(student), unpack=UnpackLimits(max_bytes=max_unzip_mb << 20))
     console = Console()
     try:
-        result = batch_module.run(config, progress.for_console(console))
+        result = batch_module.run(config, progress.for_console(console), executor=cluster)
     except (RubricError, FileNotFoundError) as e:
+        _fail_usage(str(e))
+    except ExecutorError as e:  # e.g. sbatch refused the jobs
         _fail_usage(str(e))
     gradebook_module.show_summary(result.summary, console)
     console.print(f"results in {out}: grades.csv, summary.md, duplicates.csv, students/<id>/", markup=False,
@@ -315,6 +343,34 @@ def batch(
                                    "command to grade the rest", markup=False, highlight=False)
         raise typer.Exit(130)
     raise typer.Exit(EXIT_OK if not result.summary.errors else EXIT_FAILED)
+
+
+def _cluster(executor: str, rubric_path: Path, limits: dict, out: Path, shared_dir: Optional[Path],
+             jobs: Optional[int], slurm_args: list[str], **flags):
+    """The Slurm executor for --executor slurm (None for local), from the flags and the rubric."""
+    if executor not in ("local", "slurm"):
+        _fail_usage("--executor is local or slurm")
+    if executor == "local":
+        given = {"--shared-dir": shared_dir, "--partition": flags["partition"], "--gpus-per-job": flags["gpus"],
+                 "--cpus-per-job": flags["cpus"], "--mem-per-job": flags["mem_gb"],
+                 "--time-per-job": flags["time_min"], "--slurm-arg": slurm_args}
+        if any(v for v in given.values()):
+            _fail_usage(f"{', '.join(k for k, v in given.items() if v)} apply to --executor slurm")
+        return None
+    from grader import slurm
+    from grader.rubric import load as load_rubric
+
+    for flag, key, least in (("--gpus-per-job", "gpus", 0), ("--cpus-per-job", "cpus", 1),
+                             ("--mem-per-job", "mem_gb", 1e-3), ("--time-per-job", "time_min", 1)):
+        if flags[key] is not None and flags[key] < least:
+            _fail_usage(f"{flag} must be {'0 or more' if least == 0 else 'positive'}")
+    try:
+        rubric_obj = load_rubric(rubric_path).with_limits(**limits)
+        cluster = slurm.SlurmExecutor.for_rubric(rubric_obj, out, shared_dir=shared_dir, max_running=jobs,
+                                                 extra=slurm_args, **flags)
+    except (RubricError, slurm.SlurmUnavailable, ValueError) as e:
+        _fail_usage(str(e))
+    return cluster
 
 
 def main() -> None:

@@ -121,20 +121,39 @@ def _not_found_message(spec: DataSpec, data_dir) -> str:
             f"'{spec.split}/<class name>/<images>', one folder per class.")
 
 
-def _find_in(root: Path, spec: DataSpec) -> LabelledImages | None:
+def locate(spec: DataSpec, data_dir=None) -> tuple[str, Path] | None:
+    """The folder load() reads `spec` from: ("cifar10-py", the batches folder) or ("folder",
+    the split's image folder); None when it would download or use the embedded sample."""
+    for root in search_dirs(data_dir):
+        found = _source_in(root, spec)
+        if found is not None:
+            return found
+    return None
+
+
+def _source_in(root: Path, spec: DataSpec) -> tuple[str, Path] | None:
     if not root.is_dir():
         return None
     if spec.dataset == "cifar10":
         for batches in (root / "cifar-10-batches-py", root):
             if (batches / "test_batch").is_file() and (batches / "batches.meta").is_file():
-                return _cached(("cifar10-py", str(batches.resolve()), spec.split, _tree_stamp(batches), spec.image_size),
-                               lambda b=batches: _decode_cifar_batches(b, spec),
-                               f"CIFAR-10 {spec.split} set ({batches})")
+                return "cifar10-py", batches
     for folder in (root / spec.split, root / "cifar10" / spec.split, root / "CIFAR-10-images" / spec.split):
         if folder.is_dir() and any(p.is_dir() for p in folder.iterdir()):
-            return _cached(("folder", str(folder.resolve()), _tree_stamp(folder), spec.image_size),
-                           lambda f=folder: _decode_folder(f, spec), f"image folder {folder}")
+            return "folder", folder
     return None
+
+
+def _find_in(root: Path, spec: DataSpec) -> LabelledImages | None:
+    found = _source_in(root, spec)
+    if found is None:
+        return None
+    kind, folder = found
+    if kind == "cifar10-py":
+        return _cached(("cifar10-py", str(folder.resolve()), spec.split, _tree_stamp(folder), spec.image_size),
+                       lambda: _decode_cifar_batches(folder, spec), f"CIFAR-10 {spec.split} set ({folder})")
+    return _cached(("folder", str(folder.resolve()), _tree_stamp(folder), spec.image_size),
+                   lambda: _decode_folder(folder, spec), f"image folder {folder}")
 
 
 def _tree_stamp(folder: Path) -> str:
@@ -169,8 +188,17 @@ def _cached(key_parts, decode, source: str, is_sample: bool = False) -> Labelled
                                              "source": source}).encode())
     meta = json.loads(meta_path.read_text())
     labels = torch.from_numpy(np.load(labels_path))
-    return LabelledImages(ImageArray(str(images_path), tuple(meta["shape"])), labels, meta["classes"], source,
-                          is_sample)
+    return LabelledImages(ImageArray(str(images_path), tuple(meta["shape"])), labels, meta["classes"],
+                          meta.get("source", source), is_sample)
+
+
+def describe_as(found: LabelledImages, source: str) -> None:
+    """Name `source` as where these cached images come from (a staged copy names its original)."""
+    meta_path = Path(found.images.path).with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("source") != source:
+        _atomic_write(meta_path, json.dumps({**meta, "source": source}).encode())
+    found.source = source
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

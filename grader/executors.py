@@ -6,10 +6,11 @@ that student's outputs.  An executor only decides where and when that happens an
 reports events back to the batch:
 
     ("started", job, None) ("progress", job, text) ("done", job, record) ("failed", job, why)
+    ("queue", None, text)   a cluster's queue has changed: "Slurm: 3 queued, 2 running, 5 done, 0 failed"
+    ("note", None, text)    something the instructor should know (data staged, jobs adopted, a retry)
 
-LocalPool runs jobs in a pool of worker processes on this machine.  A cluster
-executor (Slurm) needs the same `run(jobs, on_event)`: submit each job as
-`python -m grader.batch JOB.json`, watch for the record it writes.
+LocalPool runs jobs in a pool of worker processes on this machine;
+grader.slurm.SlurmExecutor runs each on a Slurm cluster, with the same `run(jobs, on_event)`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ from typing import Callable, Protocol
 from grader.sandbox.session import _main_module_hidden
 
 OnEvent = Callable[[str, dict, object], None]
+
+
+class ExecutorError(Exception):
+    """The executor cannot run the batch at all (a cluster refused the jobs); the message says why."""
 
 
 class Executor(Protocol):

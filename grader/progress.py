@@ -59,6 +59,7 @@ class PlainDisplay(Display):
         self.total = 0
         self.done = 0
         self.started_at = time.monotonic()
+        self.queue_shown, self.queue_text = 0.0, ""
 
     def _say(self, text: str) -> None:
         self.console.print(text, markup=False, highlight=False, soft_wrap=True)
@@ -67,6 +68,16 @@ class PlainDisplay(Display):
         self.total = len(plan.jobs)
         for line in _plan_lines(plan):
             self._say(line)
+
+    def queue(self, text: str) -> None:
+        """Called at every look at the queue: a line when it changed, at most one every 5 s."""
+        now = time.monotonic()
+        if text != self.queue_text and (now - self.queue_shown >= 5 or not self.queue_text):
+            self.queue_shown, self.queue_text = now, text
+            self._say(text)
+
+    def note(self, text: str) -> None:
+        self._say(f"note: {text}")
 
     def finished(self, record: dict) -> None:
         self.done += 1
@@ -94,6 +105,7 @@ class LiveDisplay(Display):
         self.failures: collections.deque[str] = collections.deque(maxlen=6)
         self.failed_students = 0
         self.live: Live | None = None
+        self.queue_text = ""
 
     def planned(self, plan: Plan) -> None:
         for line in _plan_lines(plan):
@@ -110,6 +122,12 @@ class LiveDisplay(Display):
     def progress(self, job: dict, text: str) -> None:
         self.running[job["student"]] = text
 
+    def queue(self, text: str) -> None:
+        self.queue_text = text
+
+    def note(self, text: str) -> None:
+        self.console.print(f"[dim]note:[/] {escape(text)}")
+
     def finished(self, record: dict) -> None:
         self.running.pop(record["student"], None)
         self.bar.advance(self.task)
@@ -125,6 +143,8 @@ class LiveDisplay(Display):
 
     def _render(self):
         parts = [self.bar]
+        if self.queue_text:
+            parts.append(escape(self.queue_text))
         if self.running:
             table = Table(show_header=False, box=None, padding=(0, 1))
             for student, text in sorted(self.running.items()):

@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import secrets
-import shutil
 import threading
 from pathlib import Path
 
@@ -48,12 +47,18 @@ class Reuse:
         self._probes: dict[str, dict[str, dict]] = {}  # model key -> file name -> probe record
 
     @classmethod
+    def open(cls, folder: str | None) -> "Reuse | None":
+        """The run's store, or None (no reuse) when there is none or it is gone."""
+        try:
+            return cls(Path(folder)) if folder else None
+        except (OSError, ValueError):
+            return None
+
+    @classmethod
     def for_run(cls, state_dir: Path) -> "Reuse":
         """A fresh store with a new secret seed, for one batch run."""
-        runs = Path(state_dir) / "reuse"
-        if runs.is_dir():  # an earlier run's probes were drawn with another seed: of no use now
-            shutil.rmtree(runs, ignore_errors=True)
-        folder = runs / secrets.token_hex(4)
+        # Earlier runs' stores stay: jobs of an interrupted run (on a cluster) may still use theirs.
+        folder = Path(state_dir) / "reuse" / secrets.token_hex(4)
         _write_bytes(folder / "seed", secrets.token_hex(8).encode())
         return cls(folder)
 

@@ -33,6 +33,18 @@ class Limits(BaseModel):
     output_mb: float = Field(10, gt=0, description="output the student's code may print")
 
 
+class SlurmResources(BaseModel):
+    """What each student's job asks for under `grader batch --executor slurm` (flags override)."""
+
+    model_config = ConfigDict(extra="forbid")
+    partition: str | None = Field(None, description="Slurm partition (queue) for the jobs")
+    gpus: int = Field(0, ge=0, description="GPUs per job")
+    cpus: int = Field(2, gt=0, description="CPU cores per job")
+    time_min: int | None = Field(None, gt=0, description="time limit per job, minutes (default: from "
+                                 "limits.timeout_s)")
+    mem_gb: float | None = Field(None, gt=0, description="memory per job, GB (default: limits.memory_mb + 2 GB)")
+
+
 class HiddenPart(BaseModel):
     """What a public rubric leaves out, so a student's self-check can say how much is still to come."""
 
@@ -53,6 +65,7 @@ class Rubric(BaseModel):
     hidden: HiddenPart | None = Field(None, description="in a public rubric: what the instructor grades besides")
     data: DataSpec = Field(default_factory=DataSpec, description="the data set accuracy items measure on")
     limits: Limits = Field(default_factory=Limits, description="time and memory for the student's code")
+    slurm: SlurmResources | None = Field(None, description="resources per job when a class is graded on Slurm")
     items: list[AnyItem] = Field(min_length=1, description="what is graded, in report order")
 
     path: SkipJsonSchema[Path | None] = Field(None, exclude=True)

@@ -88,8 +88,8 @@ def test_reused_verdicts_equal_verdicts_graded_alone(tmp_path, cnn_checkpoints, 
 def test_each_run_draws_its_own_secret_probe(tmp_path):
     first, second = Reuse.for_run(tmp_path), Reuse.for_run(tmp_path)
     assert not torch.equal(first.probe_indices(10000), second.probe_indices(10000))
-    assert not first.folder.exists()  # an earlier run's store is removed
     assert Reuse(second.folder).seed == second.seed  # every worker of the run reads the same seed
+    assert Reuse.open(str(tmp_path / "gone")) is None  # a job whose store is gone grades without reuse
 
 
 def test_files_used_follow_local_imports(tmp_path):
