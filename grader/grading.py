@@ -44,7 +44,7 @@ def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, i
                     output_mb=rubric.limits.output_mb)
     readable += [str(datasets.arrays_dir())] + _checkpoint_files(rubric, selected, submission, options)
     with StudentProcess(files, limits, readable=readable, device=options.device,
-                        threads=threads or max(1, os.cpu_count() or 1)) as student:
+                        threads=threads or max(1, os.cpu_count() or 1), notebook=_notebook(rubric)) as student:
         context = Context(rubric=rubric, submission=Path(submission), student=student, reference=reference,
                           options=options, load_data=_data_loader(options),
                           progress=on_progress or (lambda text: None))
@@ -129,7 +129,11 @@ def _reference(rubric: Rubric) -> Reference | None:
     folder = rubric.reference_dir()
     if folder is None or not folder.is_dir():
         return None
-    return Reference(folder)
+    return Reference(folder, notebook=rubric.notebook)
+
+
+def _notebook(rubric: Rubric) -> dict | None:
+    return rubric.notebook.model_dump() if rubric.notebook else None
 
 
 def _data_loader(options: Options):

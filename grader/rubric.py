@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from grader.checks import AnyItem
 from grader.datasets import DataSpec
+from grader.notebook import NotebookOptions
 
 
 class RubricError(Exception):
@@ -41,6 +42,7 @@ class Rubric(BaseModel):
     public: bool = Field(False, description="true in the student handout: hidden items are not included")
     data: DataSpec = Field(default_factory=DataSpec)
     limits: Limits = Field(default_factory=Limits)
+    notebook: NotebookOptions | None = Field(None, description="how notebook (.ipynb) submissions are run")
     items: list[AnyItem] = Field(min_length=1)
 
     path: Path | None = Field(None, exclude=True)
@@ -55,7 +57,21 @@ class Rubric(BaseModel):
             for file in item.files():
                 if file not in self.files:
                     raise ValueError(f"item {item.id!r} uses {file!r}, which is not in files: {self.files}")
+            self._check_section(item)
         return self
+
+    def _check_section(self, item) -> None:
+        from grader.checks import KINDS
+
+        section = getattr(getattr(item, "target", None), "section", None) or getattr(item, "section", None)
+        if section is None:
+            return
+        if not getattr(KINDS[item.check], "TAKES_SECTIONS", False):
+            raise ValueError(f"item {item.id!r}: a {item.check} check does not take a notebook section")
+        known = list(self.notebook.sections) if self.notebook else []
+        if section not in known:
+            raise ValueError(f"item {item.id!r}: section {section!r} is not in notebook.sections "
+                             f"({', '.join(known) or 'none declared'})")
 
     # -- paths relative to the rubric file ---------------------------------
 

@@ -70,10 +70,16 @@ def render(path: Path) -> bytes:
     return path.read_bytes()
 
 
+# Trained weights in a reference folder are the reference's answers (a challenge's model), never handouts.
+TRAINED_WEIGHTS = (".pt", ".pth", ".ckpt", ".safetensors")
+
+
 def student_files(reference: Path, exclude: tuple[str, ...] = ()) -> dict[str, bytes]:
     files = {}
     for path in sorted(reference.rglob("*")):
         rel = path.relative_to(reference).as_posix()
+        if path.suffix in TRAINED_WEIGHTS:
+            continue
         if path.is_file() and "__pycache__" not in rel and not any(rel == e or rel.startswith(e + "/") for e in exclude):
             files[rel] = render(path)
     return files

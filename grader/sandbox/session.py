@@ -27,7 +27,7 @@ from typing import Callable
 from grader.sandbox import protocol
 from grader.sandbox.guard import system_read_roots
 
-_PRELOAD = ["torch", "grader.sandbox.worker"]
+_PRELOAD = ["torch", "torchvision", "grader.sandbox.worker"]  # torchvision loads native code: before the guard
 _context = None
 
 
@@ -106,8 +106,10 @@ class StudentProcess:
     """A submission's isolated process, restarted after each failure."""
 
     def __init__(self, files: dict[str, Path], limits: Limits, *, readable: list[str] = (),
-                 device: str = "cpu", threads: int = 1, on_note: Callable[[str], None] | None = None):
+                 device: str = "cpu", threads: int = 1, on_note: Callable[[str], None] | None = None,
+                 notebook: dict | None = None):
         self.files = files
+        self.notebook = notebook  # the rubric's notebook options, for .ipynb submissions
         self.limits = limits
         self.readable = [os.path.realpath(p) for p in readable]
         self.device = device
@@ -146,7 +148,7 @@ class StudentProcess:
         config = WorkerConfig(workdir=os.path.realpath(self._workdir),
                               read_roots=system_read_roots() + self.readable,
                               memory_bytes=int(self.limits.memory_mb) << 20, threads=self.threads,
-                              device=self.device)
+                              device=self.device, notebook=self.notebook)
         self._proc = ctx.Process(target=serve, args=(child_conn, out_writer, config), daemon=True)
         with _main_module_hidden():
             self._proc.start()
@@ -364,4 +366,6 @@ def _describe_op(op: str, args: dict) -> str:
         return "loading weights"
     if op == "train":
         return "training"
+    if op == "values":
+        return f"reading variables of {args.get('file')}"
     return op
