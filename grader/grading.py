@@ -62,11 +62,41 @@ def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, i
             if on_item:
                 on_item(result)
         isolation, output = student.isolation, student.output
+        cell_notes = _notebook_notes(student.load_results)
 
     # 4. Scores and the report.
-    notes = _notes(rubric, reference, selected)
+    notes = _notes(rubric, reference, selected) + cell_notes
     return GradeReport(assignment=rubric.assignment, submission=str(submission), results=results,
                        seconds=time.monotonic() - started, isolation=isolation, notes=notes, output=output)
+
+
+def train(submission: Path, rubric: Rubric, item_id: str, options: Options | None = None, *,
+          out: Path | None = None, recipe: str | None = None, epochs: float | None = None,
+          budget_s: float | None = None, fresh: bool = False, threads: int | None = None,
+          on_progress: Callable[[dict], None] | None = None) -> dict:
+    """`grader train`: train one accuracy item's model in the student's process, as the
+    rubric's recipe says, and write a checkpoint that `grade` then evaluates.  An
+    unfinished checkpoint at `out` (a budget stopped it) is resumed unless `fresh`.
+
+    Raises NotGradable (nothing to train, no training data) or StudentFailure."""
+    options = options or Options()
+    [item] = rubric.select([item_id])
+    if item.check != "accuracy":
+        raise NotGradable(f"{item_id} is a {item.check} check; only accuracy items train a model")
+    out = Path(out) if out else Path(submission) / (item.checkpoint or f"{item.id}.pt")
+    files, readable = collect_files(Path(submission))
+    readable += [str(datasets.arrays_dir())] + ([str(out.resolve())] if out.exists() else [])
+    limits = Limits(timeout_s=rubric.limits.item_timeout_s, memory_mb=rubric.limits.memory_mb,
+                    output_mb=rubric.limits.output_mb)
+    with StudentProcess(files, limits, readable=readable, device=options.device,
+                        threads=threads or max(1, os.cpu_count() or 1), notebook=_notebook(rubric)) as student:
+        context = Context(rubric=rubric, submission=Path(submission), student=student, reference=_reference(rubric),
+                          options=options, load_data=_data_loader(options))
+        from grader.checks import accuracy
+
+        summary = accuracy.train_to_file(item, context, out, recipe_name=recipe, epochs=epochs, budget_s=budget_s,
+                                         fresh=fresh, on_progress=on_progress)
+    return {**summary, "out": str(out), "item": item.id}
 
 
 def run_item(item, context: Context) -> ItemResult:
@@ -146,6 +176,19 @@ def _data_loader(options: Options):
         return loaded[key]
 
     return load
+
+
+def _notebook_notes(load_results: dict[str, dict]) -> list[str]:
+    """Notebook cells that failed: named once for the whole report (items name the ones they need)."""
+    notes = []
+    for file, result in load_results.items():
+        failed = [c for c in (result.get("notebook") or {}).get("cells", []) if c["status"] == "failed"]
+        for cell in failed[:3]:
+            line = f", line {cell['line']}" if cell.get("line") else ""
+            notes.append(f"{file}: cell {cell['cell']}{line} failed ({cell['message']}); the other cells ran")
+        if len(failed) > 3:
+            notes.append(f"{file}: {len(failed) - 3} more cells failed")
+    return notes
 
 
 def _notes(rubric: Rubric, reference, selected) -> list[str]:

@@ -451,14 +451,19 @@ class NotebookRun:
     def missing(self, name: str, section_id: str | None = None) -> str:
         """Why `name` is not there: the cell that should define it failed, or nothing defines it."""
         where = f" in the {section_id} section" if section_id else ""
-        defining = self.definitions.get(name, [])
-        failed = {o.cell: o for o in self.outcomes if o.status in ("failed", "skipped", "stopped")}
-        for cell in defining:
-            if cell in failed:
-                return f"{self.name} does not define {name}{where}: {failed[cell].text()}"
-        if defining:
-            return f"{self.name} does not define {name}{where} (cells {', '.join(map(str, defining))} assign it)"
-        return f"{self.name} does not define {name}{where}"
+        why = self.why_missing(name)
+        return f"{self.name} does not define {name}{where}" + (f": {why}" if why else "")
+
+    def why_missing(self, name: str) -> str | None:
+        """'cell 9, which defines flatten, failed at line 3: ...' when a cell meant to define it did not finish."""
+        unfinished = {o.cell: o for o in self.outcomes if o.status in ("failed", "skipped", "stopped")}
+        for cell in self.definitions.get(name, []):
+            if cell in unfinished:
+                o = unfinished[cell]
+                verb = "failed" if o.status == "failed" else "did not finish"
+                at = f" at line {o.line}" if o.line else ""
+                return f"cell {cell}, which defines {name}, {verb}{at}: {o.message}"
+        return None
 
     def report(self) -> dict:
         return {"cells": [asdict(o) for o in self.outcomes if o.status != "ok"],
@@ -525,6 +530,8 @@ def _run_cell(cell: Cell, run: NotebookRun, namespace: dict, options: NotebookOp
         outcome.status, outcome.line = "failed", e.lineno
         outcome.message = f"SyntaxError: {e.msg}"
         outcome.code = (e.text or "").rstrip() or None
+        for match in _TOP_LEVEL_NAME.finditer(source):  # what this cell was meant to define
+            run.definitions.setdefault(match.group(1) or match.group(2), []).append(cell.index)
         return outcome
     for name in _bound_names(tree):
         run.definitions.setdefault(name, []).append(cell.index)
@@ -552,6 +559,8 @@ def _run_cell(cell: Cell, run: NotebookRun, namespace: dict, options: NotebookOp
 def _exception_text(e: BaseException) -> str:
     if isinstance(e, SystemExit):
         return f"called sys.exit({e.code!r})"
+    if isinstance(e, PermissionError) and "the submission tried to " in str(e):  # refused by the sandbox
+        return "blocked while grading: " + str(e).split("the submission tried to ", 1)[1]
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0][:300]}" if text else type(e).__name__
 
@@ -562,6 +571,9 @@ def _locate(outcome: CellOutcome, e: BaseException, filename: str) -> None:
         if frame.filename == filename:
             outcome.line = frame.lineno
             outcome.code = (frame.line or "").strip() or None
+
+
+_TOP_LEVEL_NAME = re.compile(r"^(?:def|class)\s+(\w+)|^(\w+)\s*=(?!=)", re.MULTILINE)
 
 
 def _bound_names(tree: ast.Module) -> set[str]:

@@ -118,6 +118,7 @@ class StudentProcess:
         self.isolation: dict[str, str] = {}
         self.notes: list[str] = []
         self.fatal_imports: dict[str, StudentFailure] = {}
+        self.load_results: dict[str, dict] = {}  # file -> what loading it reported (kept across restarts)
         self._loaded: dict[str, dict] = {}
         self._proc = None
         self._conn = None
@@ -256,7 +257,7 @@ class StudentProcess:
                 self.fatal_imports[file] = failure
             raise failure from e
         if op == "load":
-            self._loaded[file] = response["result"]
+            self._loaded[file] = self.load_results[file] = response["result"]
         return response["result"]
 
     def _integrity_failure(self, response: dict) -> StudentFailure:

@@ -99,12 +99,23 @@ class Worker:
             response = {"result": method(**request.get("args", {}))}
         except BaseException as e:  # student code can raise anything, SystemExit included
             response = {"error": describe_exception(e, self.config.workdir)}
+            if isinstance(e, NameError):
+                self._explain_missing_name(response["error"], getattr(e, "name", None))
         if len(self.policy.violations) > seen:
             response["violations"] = self.policy.violations[seen:]
         changed = guard.tampered()
         if changed:
             response["tampered"] = changed
         return response
+
+    def _explain_missing_name(self, info: dict, name: str | None) -> None:
+        """A name a notebook cell should have defined: say which cell, and how it failed."""
+        for module in self.modules.values():
+            run = notebook.notebook_run(module)
+            why = run.why_missing(name) if name and run is not None else None
+            if why:
+                info["message"] += f" ({why})"
+                return
 
     # -- loading and building -------------------------------------------------
 
