@@ -56,6 +56,8 @@ class NotebookOptions(BaseModel):
     sections: dict[str, list[str]] = Field(default_factory=dict, description=(
         "section id -> markers; a code comment or markdown heading holding a marker starts the section"))
     cell_timeout_s: float = Field(60, gt=0, description="a cell running longer is stopped (training at top level)")
+    seed: int = Field(0, description="random seed set before the first cell: the same notebook builds the same "
+                                     "initial weights every time it is graded")
 
 
 class NotebookError(Exception):
@@ -495,6 +497,7 @@ def run_notebook(path: Path, module: types.ModuleType, options: NotebookOptions 
         return recorded
 
     namespace.update({"__grader_record__": record, "get_ipython": lambda: _NOTHING, "display": lambda *a, **k: None})
+    _seed_everything(options.seed)
     with _grading_environment():
         for cell in cells:
             section = section_of.get(cell.index)
@@ -512,6 +515,17 @@ def run_notebook(path: Path, module: types.ModuleType, options: NotebookOptions 
                 run.sections[section].names = dict(namespace)
     namespace.pop("__grader_record__", None)
     return run
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    import numpy
+    import torch
+
+    random.seed(seed)
+    numpy.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def _run_cell(cell: Cell, run: NotebookRun, namespace: dict, options: NotebookOptions) -> CellOutcome:

@@ -146,7 +146,7 @@ def train(item: Item, ctx: Context, built: dict, recipe: Training, *, epochs: fl
     limit = ctx.timeout(item)
     margin = max(60.0, 0.05 * limit)  # the last step, and sending the weights back
     budgets = [b for b in (budget_s, ctx.options.train_budget_s, recipe.budget_s, limit - margin) if b]
-    budget = max(1.0, min(budgets))
+    budget = max(0.0, min(budgets))
     out = ctx.student.call("train", handle=built["handle"], images={"path": data.images.path,
                                                                     "shape": list(data.images.shape)},
                            labels=data.labels, mean=spec.normalize.mean, std=spec.normalize.std,
@@ -165,7 +165,8 @@ def _training_notes(item, ctx, built, recipe, out, asked, budget, source) -> lis
         optimizer = f"{optimizer_text(out['optimizer'])} from {origin}"
     else:
         optimizer = f"the rubric's {optimizer_text(out['optimizer'])}"
-    epochs = f"{out['epochs']:g} epochs" + (f" (asked for {asked:g})" if asked and asked != out["epochs"] else "")
+    epochs = f"{out['epochs']:g} epoch{'s' * (out['epochs'] != 1)}" + (
+        f" (asked for {asked:g})" if asked and asked != out["epochs"] else "")
     notes = [f"trained {t.name} for {epochs} in {duration(result['seconds'])} on {ctx.options.device}: "
              f"{optimizer}, batch {recipe.batch_size}, {result['steps']:,} steps on {source}"]
     if result["stopped_by_budget"]:
@@ -177,7 +178,7 @@ def _training_notes(item, ctx, built, recipe, out, asked, budget, source) -> lis
 def optimizer_text(description: dict) -> str:
     """SGD(lr=0.01, momentum=0.9, nesterov=True): the settings that differ from off."""
     group = description["groups"][0] if description.get("groups") else {}
-    shown = [k for k in ("lr", "momentum", "nesterov", "weight_decay", "betas")
+    shown = [k for k in ("lr", "momentum", "nesterov", "weight_decay")
              if k in group and (k == "lr" or group[k] not in (0, 0.0, False, None))]
     return f"{description.get('type', '?')}({', '.join(f'{k}={group[k]!r}' for k in shown)})"
 
@@ -216,10 +217,12 @@ def train_to_file(item: Item, ctx: Context, out: Path, *, recipe_name: str | Non
     trained = train(item, ctx, built, recipe, epochs=epochs, budget_s=budget_s, resume=resume, return_state=True,
                     on_progress=on_progress)
     state = trained.pop("state")
-    optimizer_state = state["optimizer"]  # JSON carried its integer keys as text
-    optimizer_state["state"] = {int(k): v for k, v in optimizer_state.get("state", {}).items()}
-    saved = {"model": state["model"], "optimizer": optimizer_state,
+    saved = {"model": state["model"],
              "training": {**trained["result"], "item": item.id, "recipe": recipe.recipe().model_dump(mode="json")}}
+    if trained["result"]["stopped_by_budget"]:  # what resuming needs; a finished run keeps the weights only
+        optimizer_state = state["optimizer"]  # JSON carried its integer keys as text
+        optimizer_state["state"] = {int(k): v for k, v in optimizer_state.get("state", {}).items()}
+        saved["optimizer"] = optimizer_state
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + f".tmp{os.getpid()}")
     torch.save(saved, partial)

@@ -348,20 +348,24 @@ def _unusable(optimizer, model) -> str | None:
 
 def _resume(model, optimizer, path: str) -> tuple[int, list[float] | None]:
     """Weights, optimizer state and position from a checkpoint `grader train` wrote."""
+    name = os.path.basename(path)
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise StudentError({"kind": "exception", "message": f"cannot resume from {os.path.basename(path)}: "
-                                                            f"{str(e).splitlines()[0] if str(e) else e}"}) from None
-    if not (isinstance(saved, dict) and {"model", "optimizer", "training"} <= set(saved)):
-        raise StudentError({"kind": "exception", "message": f"{os.path.basename(path)} was not written by "
-                                                            "grader train; it cannot be resumed"})
+    except Exception:
+        saved = None
+    if not (isinstance(saved, dict) and {"model", "training"} <= set(saved)):
+        raise StudentError({"kind": "exception", "message": f"{name} is already there and was not written by "
+                                                            "grader train, so training cannot resume from it"})
+    if "optimizer" not in saved:  # a finished run: nothing left to do unless more steps are asked for
+        if int(saved["training"]["steps"]) < int(saved["training"]["total_steps"]):
+            raise StudentError({"kind": "exception", "message": f"{name} holds no optimizer state to resume"})
     fit = checkpoints.fit(model, saved["model"])
     if not fit["ok"]:
         raise StudentError({"kind": "exception", "message": f"{os.path.basename(path)} does not fit this model "
                                                             f"({len(fit['missing'])} missing, "
                                                             f"{len(fit['unexpected'])} unexpected weights)"})
-    optimizer.load_state_dict(saved["optimizer"])
+    if "optimizer" in saved:
+        optimizer.load_state_dict(saved["optimizer"])
     info = saved["training"]
     return int(info["steps"]), info.get("base_lrs")
 
