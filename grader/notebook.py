@@ -269,8 +269,10 @@ class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
                 "tensorboard", "torch.utils.tensorboard")
 
     def find_spec(self, fullname, path=None, target=None):
-        if any(fullname == p or fullname.startswith(p + ".") for p in self.PACKAGES) or fullname == "google":
+        if any(fullname == p or fullname.startswith(p + ".") for p in self.PACKAGES):
             return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+        if fullname == "google" and importlib.machinery.PathFinder.find_spec("google") is None:
+            return importlib.machinery.ModuleSpec(fullname, self, is_package=True)  # for google.colab only
         return None
 
     def create_module(self, spec):

@@ -211,3 +211,69 @@ def test_the_reference_challenge_reaches_70_percent_on_the_real_test_set(cifar10
     test = json.loads(result.stdout)["tests"][0]
     measured = test["extra_data"]["measured"]
     assert measured["total"] == 10000 and measured["accuracy"] >= 0.70
+
+
+# A real student's answers (a course report on this homework), written the way they wrote them:
+# their own layer names, nn.ReLU modules, their own Flatten, variables named as the skeleton has them.
+STUDENT_Q1 = '''    x = F.conv2d(x, conv_w1, conv_b1, padding=2) # first convolutional layer
+    x = F.relu(x)
+    x = F.conv2d(x, conv_w2, conv_b2, padding=1)
+    x = F.relu(x)
+    x = flatten(x)
+    scores = x.mm(fc_w) + fc_b
+'''
+STUDENT_Q3 = '''        self.conv1 = nn.Conv2d(in_channel, channel_1, kernel_size=5, padding=2)
+        nn.init.kaiming_normal_(self.conv1.weight)
+        self.conv2 = nn.Conv2d(channel_1, channel_2, kernel_size=3, padding=1)
+        nn.init.kaiming_normal_(self.conv2.weight)
+        self.fc = nn.Linear(channel_2 * 32 * 32, num_classes)
+        nn.init.kaiming_normal_(self.fc.weight)
+        self.relu = nn.ReLU()
+'''
+STUDENT_Q4 = '''        x = self.conv1(x)
+        x = self.relu(x)
+        x = self.conv2(x)
+        x = self.relu(x)
+        x = flatten(x)
+        scores = self.fc(x)
+'''
+STUDENT_Q7 = '''model = nn.Sequential(
+    nn.Conv2d(3, 32, 3, padding=1),
+    nn.ReLU(),
+    nn.MaxPool2d(kernel_size=2, stride=2),
+    nn.Conv2d(32, 64, 3, padding=1),
+    nn.ReLU(),
+    nn.MaxPool2d(kernel_size=2, stride=2),
+    nn.Dropout2d(0.2),
+    nn.Flatten(),
+    nn.Linear(64 * 8 * 8, 512),
+    nn.ReLU(),
+    nn.Dropout(0.5),
+    nn.Linear(512, 10)
+)
+
+optimizer = optim.SGD(model.parameters(), lr=learning_rate,
+                       momentum=0.9, nesterov=True)
+'''
+
+
+def solution_of(text: str) -> str:
+    start = text.index("# BEGIN SOLUTION\n") + len("# BEGIN SOLUTION\n")
+    return text[start:text.index("# END SOLUTION", start)]
+
+
+def test_a_real_students_answers_get_the_points_an_instructor_gives(tmp_path, basics):
+    cells = ["".join(c["source"]) for c in json.loads((REFERENCE / "pytorch_basics" / "PyTorch.ipynb")
+                                                          .read_text())["cells"]]
+    q1 = solution_of(next(c for c in cells if "def three_layer_convnet(" in c))
+    q34 = next(c for c in cells if "class ThreeLayerConvNet" in c)
+    q3, q4 = solution_of(q34), solution_of(q34[q34.index("def forward"):])
+    q7 = solution_of(next(c for c in cells if "# Question 7" in c))
+    folder = variant(tmp_path / "student", replace=[
+        (q1, STUDENT_Q1), (q3, STUDENT_Q3), (q4, STUDENT_Q4),
+        (q7, STUDENT_Q7), ("train_part34(model, optimizer, epochs=2)", "train_part34(model, optimizer, epochs=10)")])
+    report, results = grade(folder, basics)
+    assert_full(results, QUESTIONS_1_TO_6)
+    # No challenge.pt and no training images here: the challenge waits for either, and says so.
+    assert results["challenge.accuracy"].status == "skipped"
+    assert "training images" in results["challenge.accuracy"].message

@@ -160,11 +160,14 @@ def train(item: Item, ctx: Context, built: dict, recipe: Training, *, epochs: fl
 def _training_notes(item, ctx, built, recipe, out, asked, budget, source) -> list[str]:
     result = out["result"]
     t = item.target
+    base_lr = result["base_lrs"][0] if result.get("base_lrs") else None  # the schedule moves the optimizer's
     if out.get("submission_optimizer"):
         origin = built.get("optimizer_origin", "the submission")
-        optimizer = f"{optimizer_text(out['optimizer'])} from {origin}"
+        optimizer = f"{optimizer_text(out['optimizer'], base_lr)} from {origin}"
     else:
-        optimizer = f"the rubric's {optimizer_text(out['optimizer'])}"
+        optimizer = f"the rubric's {optimizer_text(out['optimizer'], base_lr)}"
+    if recipe.schedule != "constant":
+        optimizer += f" ({recipe.schedule} schedule)"
     epochs = f"{out['epochs']:g} epoch{'s' * (out['epochs'] != 1)}" + (
         f" (asked for {asked:g})" if asked and asked != out["epochs"] else "")
     notes = [f"trained {t.name} for {epochs} in {duration(result['seconds'])} on {ctx.options.device}: "
@@ -175,9 +178,11 @@ def _training_notes(item, ctx, built, recipe, out, asked, budget, source) -> lis
     return notes
 
 
-def optimizer_text(description: dict) -> str:
+def optimizer_text(description: dict, lr: float | None = None) -> str:
     """SGD(lr=0.01, momentum=0.9, nesterov=True): the settings that differ from off."""
-    group = description["groups"][0] if description.get("groups") else {}
+    group = dict(description["groups"][0]) if description.get("groups") else {}
+    if lr is not None:
+        group["lr"] = lr
     shown = [k for k in ("lr", "momentum", "nesterov", "weight_decay")
              if k in group and (k == "lr" or group[k] not in (0, 0.0, False, None))]
     return f"{description.get('type', '?')}({', '.join(f'{k}={group[k]!r}' for k in shown)})"
