@@ -8,7 +8,6 @@ with cells inserted, written into a fresh submission folder.
 
 from __future__ import annotations
 
-import io
 import json
 import zipfile
 from pathlib import Path
@@ -79,16 +78,19 @@ TINY_TRAIN = """def train_part34(model, optimizer, epochs=1):
 """
 
 
-def tiny_challenge_notebook(folder: Path, model_code: str, optimizer_code: str, epochs: int = 1) -> Path:
-    """A notebook with only what a challenge needs: imports, train_part34, and a Part V."""
-    cells = [code_cell(TINY_IMPORTS), code_cell(TINY_TRAIN), markdown_cell("## Part V. CIFAR-10 challenge"),
+def tiny_challenge_notebook(folder: Path, model_code: str, optimizer_code: str, epochs: int = 1,
+                            before: list[str] = ()) -> Path:
+    """A notebook with only what a challenge needs: imports, train_part34, and a Part V
+    (plus `before`: code cells placed before Part V)."""
+    cells = [code_cell(TINY_IMPORTS), code_cell(TINY_TRAIN), *[code_cell(c) for c in before],
+             markdown_cell("## Part V. CIFAR-10 challenge"),
              code_cell(f"# Question 7\n{model_code}\n{optimizer_code}\ntrain_part34(model, optimizer, "
                        f"epochs={epochs})\n")]
     return write_notebook(folder / "PyTorch.ipynb", cells).parent
 
 
 def tiny_rubric(path: Path, train: str, checkpoint: str = "challenge.pt", threshold: float = 0.05,
-                extra_items: str = "") -> Path:
+                extra_items: str = "", cell_timeout_s: float = 20) -> Path:
     """A rubric with the pytorch_basics notebook settings and one challenge item; `train` is
     the YAML of its train: block (indented by the caller's text)."""
     path.write_text(f"""assignment: tiny_challenge
@@ -98,7 +100,7 @@ notebook:
     train_part34: [model, optimizer, epochs]
   sections:
     challenge: ["Question 7", "Part V"]
-  cell_timeout_s: 20
+  cell_timeout_s: {cell_timeout_s}
 limits: {{timeout_s: 600, item_timeout_s: 300}}
 items:
   - id: challenge.accuracy
@@ -135,13 +137,3 @@ def state_equal(a: dict, b: dict) -> bool:
 
 def read_checkpoint(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def load_image_folder_labels(folder: Path) -> list[int]:
-    return [i for i, cls in enumerate(CIFAR10_CLASSES) for _ in sorted((folder / cls).iterdir())]
-
-
-def jpeg_bytes(image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="JPEG")
-    return buf.getvalue()

@@ -277,3 +277,18 @@ def test_a_real_students_answers_get_the_points_an_instructor_gives(tmp_path, ba
     # No challenge.pt and no training images here: the challenge waits for either, and says so.
     assert results["challenge.accuracy"].status == "skipped"
     assert "training images" in results["challenge.accuracy"].message
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_the_fast_recipe_trains_the_reference_challenge_to_70_percent(tmp_path, cifar10_jpeg):
+    folder = tmp_path / "reference"
+    folder.mkdir()
+    (folder / "PyTorch.ipynb").write_bytes((REFERENCE / "pytorch_basics" / "PyTorch.ipynb").read_bytes())
+    trained = run_cli("train", str(folder), "--item", "challenge.accuracy", "--recipe", "fast",
+                      "--data-dir", str(cifar10_jpeg), timeout=3000)
+    assert trained.returncode == 0, trained.stderr
+    assert "2 of 2 epochs, done" in trained.stdout
+    result = run_cli("check", str(folder), "--items", "challenge.accuracy", "--data-dir", str(cifar10_jpeg), "--json")
+    measured = json.loads(result.stdout)["tests"][0]["extra_data"]["measured"]
+    assert measured["total"] == 10000 and measured["accuracy"] >= 0.70, measured

@@ -169,7 +169,7 @@ def _training_notes(item, ctx, built, recipe, out, asked, budget, source) -> lis
     if recipe.schedule != "constant":
         optimizer += f" ({recipe.schedule} schedule)"
     epochs = f"{out['epochs']:g} epoch{'s' * (out['epochs'] != 1)}" + (
-        f" (asked for {asked:g})" if asked and asked != out["epochs"] else "")
+        f" (the submission asks for {asked:g})" if asked and asked != out["epochs"] else "")
     notes = [f"trained {t.name} for {epochs} in {duration(result['seconds'])} on {ctx.options.device}: "
              f"{optimizer}, batch {recipe.batch_size}, {result['steps']:,} steps on {source}"]
     if result["stopped_by_budget"]:
@@ -205,9 +205,9 @@ def progress_text(item_id: str, p: dict, width: int = 20) -> str:
     """One line for a status bar: a bar, the epoch, the loss and the time left."""
     fraction = p["step"] / max(1, p["steps"])
     filled = int(fraction * width)
-    bar = "#" * filled + "-" * (width - filled)
+    bar = "\u2588" * filled + "\u2591" * (width - filled)  # no brackets: status lines are rich markup
     left = f", {duration(p['eta_s'])} left" if p.get("eta_s") is not None else ""
-    return (f"{item_id}: training [{bar}] {fraction:4.0%} epoch {p['epoch']:.1f}/{p['epochs']:g}, "
+    return (f"{item_id}: training {bar} {fraction:4.0%} epoch {p['epoch']:.1f}/{p['epochs']:g}, "
             f"loss {p['loss']:.3f}{left}")
 
 

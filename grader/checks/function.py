@@ -16,6 +16,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from grader.checks.base import Context, ItemBase, Target, Verdict
+from grader.reference import ReferenceError
 
 _MAKERS = ("randn", "rand", "zeros", "ones")
 
@@ -65,7 +66,9 @@ def describe_value(value: Any) -> str:
 def run(item: Item, ctx: Context) -> Verdict:
     reference = ctx.require_reference()
     t = item.target
-    function = getattr(reference.module(t.file), t.name)
+    function = getattr(reference.module(t.file), t.name, None)
+    if not callable(function):
+        raise ReferenceError(f"the reference {t.file} has no function {t.name}")
     for number, case in enumerate(item.cases, start=1):
         generator = torch.Generator().manual_seed(item.seed + number)
         args = make_value(case.args, generator)

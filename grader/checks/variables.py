@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from pydantic import Field
 
 from grader.checks.base import Context, ItemBase, Verdict
+from grader.reference import ReferenceError
 from grader.initialization import Expectation, Scheme, judge
 
 TAKES_SECTIONS = True
@@ -43,6 +45,8 @@ def run(item: Item, ctx: Context) -> Verdict:
     right, problems = 0, []
     for name, expected in item.variables.items():
         ref = reference.section_value(item.file, item.section, name)
+        if not isinstance(ref, torch.Tensor):
+            raise ReferenceError(f"the reference's {name} in {item.section} is a {type(ref).__name__}, not a tensor")
         problem = _problem(name, got[name], expected, ref, item.tolerance)
         if problem:
             problems.append(problem)
