@@ -36,6 +36,7 @@ def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, i
 
     # 1. The submission: its files, copied into the student's private folder.
     files, readable = collect_files(Path(submission))
+    files, renamed = notebook_by_course_name(files, rubric)
     reference = _reference(rubric)
     context = None
 
@@ -65,7 +66,7 @@ def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, i
         cell_notes = _notebook_notes(student.load_results)
 
     # 4. Scores and the report.
-    notes = _notes(rubric, reference, selected) + cell_notes
+    notes = renamed + _notes(rubric, reference, selected) + cell_notes
     return GradeReport(assignment=rubric.assignment, submission=str(submission), results=results,
                        seconds=time.monotonic() - started, isolation=isolation, notes=notes, output=output)
 
@@ -85,6 +86,7 @@ def train(submission: Path, rubric: Rubric, item_id: str, options: Options | Non
         raise NotGradable(f"{item_id} is a {item.check} check; only accuracy items train a model")
     out = Path(out) if out else Path(submission) / (item.checkpoint or f"{item.id}.pt")
     files, readable = collect_files(Path(submission))
+    files, _ = notebook_by_course_name(files, rubric)
     readable += [str(datasets.arrays_dir())] + ([str(out.resolve())] if out.exists() else [])
     limits = Limits(timeout_s=rubric.limits.item_timeout_s, memory_mb=rubric.limits.memory_mb,
                     output_mb=rubric.limits.output_mb)
@@ -142,6 +144,18 @@ def collect_files(folder: Path) -> tuple[dict[str, Path], list[str]]:
         else:
             files[rel.as_posix()] = path
     return files, readable
+
+
+def notebook_by_course_name(files: dict[str, Path], rubric: Rubric) -> tuple[dict[str, Path], list[str]]:
+    """Students rename notebooks ("PyTorch (1).ipynb", "HW05_2021.ipynb"): the only notebook of a
+    submission stands for the only notebook the rubric names."""
+    expected = [f for f in rubric.files if f.endswith(".ipynb")]
+    handed = [f for f in files if f.endswith(".ipynb") and "/" not in f]
+    if len(expected) != 1 or expected[0] in files or len(handed) != 1:
+        return files, []
+    files = dict(files)
+    files[expected[0]] = files.pop(handed[0])
+    return files, [f"{handed[0]} is graded as {expected[0]}"]
 
 
 def _checkpoint_files(rubric: Rubric, items, submission: Path, options: Options) -> list[str]:

@@ -292,3 +292,11 @@ def test_the_fast_recipe_trains_the_reference_challenge_to_70_percent(tmp_path, 
     result = run_cli("check", str(folder), "--items", "challenge.accuracy", "--data-dir", str(cifar10_jpeg), "--json")
     measured = json.loads(result.stdout)["tests"][0]["extra_data"]["measured"]
     assert measured["total"] == 10000 and measured["accuracy"] >= 0.70, measured
+
+
+def test_a_renamed_notebook_is_graded_as_the_courses(tmp_path, basics):
+    folder = variant(tmp_path / "sub")
+    (folder / "PyTorch.ipynb").rename(folder / "HW05_202155592 (1).ipynb")
+    report, results = grade(folder, basics, items=["three_layer_convnet"])
+    assert results["three_layer_convnet"].status == PASSED
+    assert report.notes == ["HW05_202155592 (1).ipynb is graded as PyTorch.ipynb"]
