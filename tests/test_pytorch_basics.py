@@ -5,7 +5,6 @@ question only, with a message that says what and where)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
