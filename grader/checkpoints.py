@@ -68,6 +68,13 @@ def _unwrap(obj, notes: list[str]) -> dict[str, torch.Tensor]:
     if _is_state_dict(obj):
         return obj
     if isinstance(obj, dict):
+        training = obj.get("training")
+        if isinstance(training, dict) and "epochs_done" in training and _is_state_dict(obj.get("model")):
+            done, total = training.get("epochs_done"), training.get("epochs")
+            notes.append(f"written by grader train: {done:g} of {total:g} epochs"
+                         + (" (stopped by its time budget; grader train resumes it)"
+                            if training.get("stopped_by_budget") else ""))
+            return obj["model"]
         for key in WRAPPER_KEYS:
             if key in obj and _is_state_dict(obj[key]):
                 notes.append(f"weights read from the checkpoint's '{key}' entry")

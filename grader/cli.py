@@ -81,6 +81,10 @@ def check(
     timeout: Optional[float] = typer.Option(None, "--timeout", help=_TIMEOUT_HELP),
     item_timeout: Optional[float] = typer.Option(None, "--item-timeout", help=_ITEM_TIMEOUT_HELP),
     memory_mb: Optional[int] = typer.Option(None, "--memory-mb", help=_MEMORY_HELP),
+    train: bool = typer.Option(True, "--train/--no-train", help="train a model that has no checkpoint when its "
+                               "item has a training recipe (the notebook challenge)"),
+    train_budget: Optional[float] = typer.Option(None, "--train-budget", help="wall-clock seconds for such "
+                                                 "training; it stops there and what was reached is graded"),
 ) -> None:
     """Grade one submission folder and print a report."""
     if not submission.is_dir():
@@ -97,6 +101,7 @@ def check(
         _fail_usage(str(e))
     rubric_obj = rubric_obj.with_limits(**_limits(timeout, item_timeout, memory_mb))
     options = _options(device, precision, checkpoints, data_dir, download, batch_size)
+    options.train_if_missing, options.train_budget_s = train, train_budget
     console = Console()
     err = Console(stderr=True)
     if as_json or not err.is_terminal:
@@ -371,6 +376,95 @@ def _cluster(executor: str, rubric_path: Path, limits: dict, out: Path, shared_d
     except (RubricError, slurm.SlurmUnavailable, ValueError) as e:
         _fail_usage(str(e))
     return cluster
+
+
+@app.command("train")
+def train_command(
+    submission: Path = typer.Argument(..., help="folder with the student's files"),
+    item: str = typer.Option(..., "--item", help="the accuracy item whose model is trained, e.g. challenge.accuracy"),
+    rubric: Optional[str] = typer.Option(None, "--rubric", "-r", help="rubric YAML path or assignment name"),
+    epochs: Optional[float] = typer.Option(None, "--epochs", help="epochs (default: what the submission asks for, "
+                                           "at most the rubric's)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="checkpoint to write (default: the item's checkpoint "
+                                       "name in SUBMISSION, which `grader check` then uses)"),
+    budget: Optional[float] = typer.Option(None, "--budget", help="wall-clock seconds; training stops cleanly "
+                                           "there, and running again resumes it"),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="another recipe of the item (default: its train:)"),
+    fresh: bool = typer.Option(False, "--fresh", help="start over instead of resuming an unfinished --out"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="folder with CIFAR-10 (training images)"),
+    download: bool = typer.Option(False, "--download", help="download CIFAR-10 with torchvision if missing"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps"),
+) -> None:
+    """Train a submission's model for an accuracy item and write its checkpoint."""
+    from grader.checks.base import NotGradable
+    from grader.sandbox.session import StudentFailure
+
+    if not submission.is_dir():
+        _fail_usage(f"{submission} is not a folder")
+    try:
+        rubric_obj = assignments.resolve(rubric, submission)
+        rubric_obj.select([item])
+    except RubricError as e:
+        _fail_usage(str(e))
+    options = _options(device, "fp32", [], data_dir, download, None)
+    err = Console(stderr=True)
+    with _training_progress(err, item) as on_progress:
+        try:
+            summary = grading.train(submission, rubric_obj, item, options, out=out, recipe=recipe, epochs=epochs,
+                                    budget_s=budget, fresh=fresh, on_progress=on_progress)
+        except NotGradable as e:
+            _fail_usage(str(e))
+        except StudentFailure as e:
+            where = f" ({e.where()})" if e.where() else ""
+            err.print(f"training failed: {e.message}{where}", markup=False, highlight=False, soft_wrap=True)
+            if "not written by grader train" in e.message:
+                err.print("pass --fresh to replace it, or --out FILE", markup=False)
+            raise typer.Exit(EXIT_FAILED)
+    result = summary["result"]
+    state = "stopped by the budget" if result["stopped_by_budget"] else "done"
+    Console().print(f"{summary['out']}: {result['epochs_done']:g} of {summary['epochs']:g} epochs, {state} "
+                    f"({result['seconds']:.0f} s this run)", markup=False, highlight=False, soft_wrap=True)
+    for note in summary["notes"]:
+        Console().print(f"  - {note}", markup=False, highlight=False, soft_wrap=True)
+    if result["stopped_by_budget"]:
+        Console().print("run the same command again to resume; `grader check` grades it as it is",
+                        markup=False, highlight=False)
+
+
+def _training_progress(console: Console, item: str):
+    """A progress bar with the time left in a terminal; a line per tenth (or minute) when piped."""
+    import contextlib
+    import time
+
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+    from grader.checks.accuracy import duration
+
+    @contextlib.contextmanager
+    def bar():
+        with Progress(TextColumn(f"training {item}"), BarColumn(), TaskProgressColumn(),
+                      TextColumn("{task.fields[info]}"), console=console, transient=False) as progress:
+            task = progress.add_task("train", total=None, info="starting")
+
+            def update(p: dict) -> None:
+                info = (f"epoch {p['epoch']:.2f}/{p['epochs']:g}  loss {p['loss']:.3f}  "
+                        f"{duration(p['elapsed_s'])} elapsed, {duration(p.get('eta_s'))} left")
+                progress.update(task, completed=p["step"], total=p["steps"], info=info)
+            yield update
+
+    @contextlib.contextmanager
+    def lines():
+        last = {"time": 0.0, "tenth": -1}
+
+        def update(p: dict) -> None:
+            tenth = int(10 * p["step"] / max(1, p["steps"]))
+            if tenth != last["tenth"] or time.monotonic() - last["time"] > 60:
+                last.update(time=time.monotonic(), tenth=tenth)
+                console.print(f"training {item}: epoch {p['epoch']:.2f}/{p['epochs']:g}, loss {p['loss']:.3f}, "
+                              f"{duration(p.get('eta_s'))} left", markup=False, highlight=False)
+        yield update
+
+    return bar() if console.is_terminal else lines()
 
 
 def main() -> None:

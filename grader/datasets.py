@@ -102,11 +102,20 @@ def load(spec: DataSpec, data_dir=None, *, download: bool = False, allow_sample:
         found = _find_in(root, spec)
         if found is not None:
             return found
+    failed_download = None
     if spec.dataset == "cifar10" and download:
-        return _download_cifar10(spec)
+        try:
+            return _download_cifar10(spec)
+        except DataNotFound as e:  # offline: the embedded sample still grades the test set
+            failed_download = e
     if spec.dataset == "cifar10" and spec.split == "test" and allow_sample and SAMPLE_ZIP.exists():
-        return _cached(("sample", _file_digest(SAMPLE_ZIP), spec.image_size), lambda: _decode_zip(SAMPLE_ZIP, spec),
-                       "a 3,000-image sample of the CIFAR-10 test set shipped with grader", is_sample=True)
+        found = _cached(("sample", _file_digest(SAMPLE_ZIP), spec.image_size), lambda: _decode_zip(SAMPLE_ZIP, spec),
+                        "a 3,000-image sample of the CIFAR-10 test set shipped with grader", is_sample=True)
+        if failed_download is not None:
+            found.source += " (the download failed: offline?)"
+        return found
+    if failed_download is not None:
+        raise failed_download
     raise DataNotFound(_not_found_message(spec, data_dir))
 
 

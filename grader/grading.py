@@ -39,6 +39,7 @@ def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, i
 
     # 1. The submission: its files, copied into the student's private folder.
     files, readable = collect_files(Path(submission))
+    files, renamed = notebook_by_course_name(files, rubric)
     reference = _reference(rubric)
     context = None
 
@@ -49,7 +50,8 @@ def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, i
     with StudentProcess(files, limits, readable=readable, device=options.device,
                         threads=threads or max(1, os.cpu_count() or 1),
                         deadline=started + rubric.limits.timeout_s,
-                        private=_private_paths(rubric) + [str(p) for p in private_paths]) as student:
+                        private=_private_paths(rubric) + [str(p) for p in private_paths],
+                        notebook=_notebook(rubric)) as student:
         context = Context(rubric=rubric, submission=Path(submission), student=student, reference=reference,
                           options=options, load_data=_data_loader(options),
                           progress=on_progress or (lambda text: None), reuse=reuse,
@@ -69,11 +71,42 @@ def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, i
                 on_item(result)
         isolation, output = student.isolation, student.output
         student_notes = list(student.report_notes)
+        cell_notes = _notebook_notes(student.load_results)
 
     # 4. Scores and the report.
-    notes = _notes(rubric, reference, selected) + student_notes
+    notes = renamed + _notes(rubric, reference, selected) + cell_notes + student_notes
     return GradeReport(assignment=rubric.assignment, submission=str(submission), results=results,
                        seconds=time.monotonic() - started, isolation=isolation, notes=notes, output=output)
+
+
+def train(submission: Path, rubric: Rubric, item_id: str, options: Options | None = None, *,
+          out: Path | None = None, recipe: str | None = None, epochs: float | None = None,
+          budget_s: float | None = None, fresh: bool = False, threads: int | None = None,
+          on_progress: Callable[[dict], None] | None = None) -> dict:
+    """`grader train`: train one accuracy item's model in the student's process, as the
+    rubric's recipe says, and write a checkpoint that `grade` then evaluates.  An
+    unfinished checkpoint at `out` (a budget stopped it) is resumed unless `fresh`.
+
+    Raises NotGradable (nothing to train, no training data) or StudentFailure."""
+    options = options or Options()
+    [item] = rubric.select([item_id])
+    if item.check != "accuracy":
+        raise NotGradable(f"{item_id} is a {item.check} check; only accuracy items train a model")
+    out = Path(out) if out else Path(submission) / (item.checkpoint or f"{item.id}.pt")
+    files, readable = collect_files(Path(submission))
+    files, _ = notebook_by_course_name(files, rubric)
+    readable += [str(datasets.arrays_dir())] + ([str(out.resolve())] if out.exists() else [])
+    limits = Limits(timeout_s=rubric.limits.item_timeout_s, memory_mb=rubric.limits.memory_mb,
+                    output_mb=rubric.limits.output_mb)
+    with StudentProcess(files, limits, readable=readable, device=options.device,
+                        threads=threads or max(1, os.cpu_count() or 1), notebook=_notebook(rubric)) as student:
+        context = Context(rubric=rubric, submission=Path(submission), student=student, reference=_reference(rubric),
+                          options=options, load_data=_data_loader(options))
+        from grader.checks import accuracy
+
+        summary = accuracy.train_to_file(item, context, out, recipe_name=recipe, epochs=epochs, budget_s=budget_s,
+                                         fresh=fresh, on_progress=on_progress)
+    return {**summary, "out": str(out), "item": item.id}
 
 
 def run_item(item, context: Context) -> ItemResult:
@@ -158,6 +191,18 @@ def collect_files(folder: Path) -> tuple[dict[str, Path], list[str]]:
     return files, readable
 
 
+def notebook_by_course_name(files: dict[str, Path], rubric: Rubric) -> tuple[dict[str, Path], list[str]]:
+    """Students rename notebooks ("PyTorch (1).ipynb", "HW05_2021.ipynb"): the only notebook of a
+    submission stands for the only notebook the rubric names."""
+    expected = [f for f in rubric.files if f.endswith(".ipynb")]
+    handed = [f for f in files if f.endswith(".ipynb") and "/" not in f]
+    if len(expected) != 1 or expected[0] in files or len(handed) != 1:
+        return files, []
+    files = dict(files)
+    files[expected[0]] = files.pop(handed[0])
+    return files, [f"{handed[0]} is graded as {expected[0]}"]
+
+
 def _checkpoint_files(rubric: Rubric, items, submission: Path, options: Options) -> list[str]:
     names = [i.checkpoint for i in items if getattr(i, "checkpoint", None)]
     found = []
@@ -179,7 +224,11 @@ def _reference(rubric: Rubric) -> Reference | None:
     folder = rubric.reference_dir()
     if folder is None or not folder.is_dir():
         return None
-    return Reference(folder)
+    return Reference(folder, notebook=rubric.notebook)
+
+
+def _notebook(rubric: Rubric) -> dict | None:
+    return rubric.notebook.model_dump() if rubric.notebook else None
 
 
 def _data_loader(options: Options):
@@ -192,6 +241,19 @@ def _data_loader(options: Options):
         return loaded[key]
 
     return load
+
+
+def _notebook_notes(load_results: dict[str, dict]) -> list[str]:
+    """Notebook cells that failed: named once for the whole report (items name the ones they need)."""
+    notes = []
+    for file, result in load_results.items():
+        failed = [c for c in (result.get("notebook") or {}).get("cells", []) if c["status"] == "failed"]
+        for cell in failed[:3]:
+            line = f", line {cell['line']}" if cell.get("line") else ""
+            notes.append(f"{file}: cell {cell['cell']}{line} failed ({cell['message']}); the other cells ran")
+        if len(failed) > 3:
+            notes.append(f"{file}: {len(failed) - 3} more cells failed")
+    return notes
 
 
 def _notes(rubric: Rubric, reference, selected) -> list[str]:

@@ -8,6 +8,7 @@ The same code runs in the grader (on the reference) and in the student's process
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import math
@@ -134,6 +135,18 @@ def describe(model: nn.Module) -> dict[str, dict]:
     return nodes
 
 
+def describe_optimizer(optimizer, model: nn.Module) -> dict:
+    """Type and settings of an optimizer, and whether it updates exactly this model's weights."""
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        return {"type": type(optimizer).__name__, "is_optimizer": False}
+    own = {id(p) for p in model.parameters()}
+    theirs = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    return {"type": type(optimizer).__name__, "is_optimizer": True,
+            "bases": [c.__name__ for c in type(optimizer).__mro__ if c.__module__.startswith("torch.optim")],
+            "groups": [{k: jsonable(v) for k, v in g.items() if k != "params"} for g in optimizer.param_groups],
+            "not_optimized": len(own - theirs), "foreign": len(theirs - own)}
+
+
 def record_input_shapes(model: nn.Module, inputs: list[torch.Tensor]) -> dict[str, list]:
     """Module path -> shape of its first input, from one forward pass."""
     shapes: dict[str, list] = {}
@@ -246,6 +259,8 @@ def build(module, name: str, args=(), kwargs=None, isolate: dict | None = None, 
     target = module
     for part in name.split("."):
         target = getattr(target, part)
+    if isinstance(target, nn.Module):  # a model instance (a notebook variable): a copy, never called
+        return copy.deepcopy(target)
     saved = {}
     for other, reference_params in (isolate or {}).items():
         saved[other] = vars(module).get(other, _MISSING)

@@ -6,7 +6,10 @@ the reference here, describes it, and sends students only weights and inputs.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import importlib.util
+import io
 import sys
 import threading
 from pathlib import Path
@@ -22,9 +25,10 @@ class ReferenceError(Exception):
 
 
 class Reference:
-    def __init__(self, folder: Path, on_note=None):
+    def __init__(self, folder: Path, on_note=None, notebook=None):
         self.folder = Path(folder)
         self.on_note = on_note  # e.g. pretrained weights that were not available offline
+        self.notebook = notebook  # the rubric's notebook options (grader.notebook.NotebookOptions)
         self._modules: dict[str, object] = {}
         self._descriptions: dict[tuple, dict] = {}
         self._lock = threading.Lock()
@@ -39,9 +43,7 @@ class Reference:
     def _import(self, file: str):
         path = self.folder / file
         if path.suffix == ".ipynb":
-            from grader.notebook import load_notebook_module  # notebooks: definitions only
-
-            return load_notebook_module(path, f"_reference_{path.stem}")
+            return self._import_notebook(path)
         if not path.is_file():
             raise ReferenceError(f"reference solution file {path} does not exist")
         name = f"_reference_{abs(hash(str(self.folder)))}_{path.stem}"
@@ -57,6 +59,37 @@ class Reference:
             sys.path.remove(str(self.folder))
         return module
 
+    def _import_notebook(self, path: Path):
+        """The reference notebook, run as students' notebooks are (no training, no data), quietly."""
+        from grader.notebook import NotebookError, load_notebook_module
+
+        if not path.is_file():
+            raise ReferenceError(f"reference solution file {path} does not exist")
+        name = f"_reference_{abs(hash(str(self.folder)))}_{path.stem}"
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                module = load_notebook_module(path, name, self.notebook)
+        except NotebookError as e:
+            raise ReferenceError(str(e)) from e
+        failed = module.__notebook__.failures()
+        if failed:
+            raise ReferenceError(f"the reference notebook {path.name} fails: "
+                                 + "; ".join(o.text() for o in failed[:3]))
+        return module
+
+    def section_value(self, file: str, section: str, name: str):
+        try:
+            value, _ = self.module(file).__notebook__.value(section, name)
+        except (AttributeError, LookupError) as e:
+            raise ReferenceError(f"the reference {file} has no {name} in section {section}: {e}") from None
+        return value
+
+    def training_setup(self, file: str, section: str, name: str, names: tuple[str, str, str]):
+        """The reference model of a section and the optimizer that trains it (copies)."""
+        model = self.section_value(file, section, name)
+        setup = self.module(file).__notebook__.training_setup(section, model, names)
+        return copy.deepcopy((model, setup["optimizer"]))
+
     def signature(self, file: str, name: str) -> list[dict]:
         return introspect.signature_params(getattr(self.module(file), name))
 
@@ -64,7 +97,12 @@ class Reference:
         """Stand-in specs for `names`: the reference's constructor parameters of each."""
         return {n: introspect.signature_params(getattr(self.module(file), n).__init__)[1:] for n in names}
 
-    def build(self, file: str, name: str, args=(), kwargs=None, isolate: list[str] = (), seed: int | None = None):
+    def build(self, file: str, name: str, args=(), kwargs=None, isolate: list[str] = (), seed: int | None = None,
+              section: str | None = None):
+        if section is not None:  # a notebook section's model: a copy of it
+            value = self.section_value(file, section, name)
+            if isinstance(value, torch.nn.Module):
+                return copy.deepcopy(value)
         module = self.module(file)
         spec = self.isolation(file, list(isolate))
         try:
@@ -74,11 +112,11 @@ class Reference:
             raise ReferenceError(f"the reference {name} cannot be built: {e}") from e
 
     def describe(self, file: str, name: str, args=(), kwargs=None, isolate: list[str] = (),
-                 input_shapes: list | None = None) -> dict:
+                 input_shapes: list | None = None, section: str | None = None) -> dict:
         key = (file, name, repr(args), repr(sorted((kwargs or {}).items())), tuple(isolate),
-               repr(input_shapes))
+               repr(input_shapes), section)
         if key not in self._descriptions:
-            model = self.build(file, name, args, kwargs, isolate, seed=0)
+            model = self.build(file, name, args, kwargs, isolate, seed=0, section=section)
             out = {"nodes": introspect.describe(model),
                    "param_count": sum(p.numel() for p in model.parameters())}
             if input_shapes:

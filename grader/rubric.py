@@ -19,6 +19,7 @@ from grader.datasets import DataSpec
 from grader.rubric_messages import LocatedError
 
 PUBLIC_VISIBILITY = "visible"
+from grader.notebook import NotebookOptions
 
 
 class RubricError(Exception):
@@ -66,6 +67,7 @@ class Rubric(BaseModel):
     data: DataSpec = Field(default_factory=DataSpec, description="the data set accuracy items measure on")
     limits: Limits = Field(default_factory=Limits, description="time and memory for the student's code")
     slurm: SlurmResources | None = Field(None, description="resources per job when a class is graded on Slurm")
+    notebook: NotebookOptions | None = Field(None, description="how notebook (.ipynb) submissions are run")
     items: list[AnyItem] = Field(min_length=1, description="what is graded, in report order")
 
     path: SkipJsonSchema[Path | None] = Field(None, exclude=True)
@@ -81,7 +83,21 @@ class Rubric(BaseModel):
                 if file not in self.files:
                     raise LocatedError(("items", index, "target", "file"),
                                        f"{file!r} is not one of the rubric's files ({', '.join(self.files)})")
+            self._check_section(item)
         return self
+
+    def _check_section(self, item) -> None:
+        from grader.checks import KINDS
+
+        section = getattr(getattr(item, "target", None), "section", None) or getattr(item, "section", None)
+        if section is None:
+            return
+        if not getattr(KINDS[item.check], "TAKES_SECTIONS", False):
+            raise ValueError(f"item {item.id!r}: a {item.check} check does not take a notebook section")
+        known = list(self.notebook.sections) if self.notebook else []
+        if section not in known:
+            raise ValueError(f"item {item.id!r}: section {section!r} is not in notebook.sections "
+                             f"({', '.join(known) or 'none declared'})")
 
     # -- paths relative to the rubric file ---------------------------------
 

@@ -16,6 +16,7 @@ from rich.console import Console
 
 from grader import rubric
 from grader.authoring import rubric_tools
+from grader.checks import KINDS
 from tests.conftest import REFERENCE, ROOT, RUBRICS, SKELETONS, run_cli
 
 SCHEMA = ROOT / "grader" / "schema" / "rubric.schema.json"
@@ -61,10 +62,10 @@ def test_validate_reports_every_problem_with_its_line_and_what_is_expected(tmp_p
     expected = [
         f"{path}:5: item 'a', points: expected a number, found 'ten'",
         f"{path}:10: item 'b', check: 'acuracy' is not a check kind (did you mean 'accuracy'?); the kinds are: "
-        "output_shape, param_count, equivalence, blanks, structure, accuracy",
+        + ", ".join(KINDS),
         f"{path}:12: item 'c': missing 'threshold': minimum test accuracy, as a fraction (0.8) or a percentage (80)",
         f"{path}:16: item 'c': unknown field 'treshold' (did you mean 'threshold'?); the fields here are: id, title, "
-        "points, visibility, timeout_s, check, target, checkpoint, threshold, data",
+        "points, visibility, timeout_s, check, target, checkpoint, threshold, data, train, recipes",
         f"{path}:19: item 'd', visibility: 'secret' is not allowed; one of: visible, hidden, after_due_date, "
         "after_published",
         f"{path}:21: item 'd', target: missing 'name': class or function in that file, e.g. ResidualBlock or vgg16",

@@ -150,7 +150,7 @@ def _refuse_solutions(rubric: Rubric, members: dict[str, bytes | Path]) -> None:
         if not path.is_file() or "__pycache__" in path.parts:
             continue
         student_version = skeleton.render(path)
-        allowed = {line.strip() for line in student_version.decode(errors="replace").splitlines()}
+        allowed = {line.strip() for line in skeleton.source_text(path, student_version).splitlines()}
         secret = {line for line in skeleton.solution_text(path) if line not in allowed}
         # Whole lines, and longer solution lines anywhere (in a title, a comment, the README).
         leaked = sorted(line for line in secret

@@ -66,6 +66,15 @@ def solution_lines(source: str) -> list[str]:
     return [line for line in found if line and not line.startswith("#")]
 
 
+def source_text(path: Path, data: bytes) -> str:
+    """A file's text as a person reads it: for a notebook, its cells' sources, not its JSON."""
+    text = data.decode(errors="replace")
+    if path.suffix == ".ipynb":
+        cells = json.loads(text).get("cells", [])
+        text = "\n".join("".join(cell.get("source", [])) for cell in cells)
+    return text
+
+
 def solution_text(path: Path) -> list[str]:
     """solution_lines of a reference file (every code cell of a notebook)."""
     if path.suffix == ".py":
@@ -98,10 +107,16 @@ def render(path: Path) -> bytes:
     return path.read_bytes()
 
 
+# Trained weights in a reference folder are the reference's answers (a challenge's model), never handouts.
+TRAINED_WEIGHTS = (".pt", ".pth", ".ckpt", ".safetensors")
+
+
 def student_files(reference: Path, exclude: tuple[str, ...] = ()) -> dict[str, bytes]:
     files = {}
     for path in sorted(reference.rglob("*")):
         rel = path.relative_to(reference).as_posix()
+        if path.suffix in TRAINED_WEIGHTS:
+            continue
         if path.is_file() and "__pycache__" not in rel and not any(rel == e or rel.startswith(e + "/") for e in exclude):
             files[rel] = render(path)
     return files

@@ -9,7 +9,7 @@ from typing import Annotated, Union
 
 from pydantic import Field
 
-from grader.checks import accuracy, blanks, equivalence, params, shape, structure
+from grader.checks import accuracy, blanks, equivalence, function, model_setup, params, shape, structure, variables
 
 KINDS = {
     "output_shape": shape,
@@ -18,6 +18,9 @@ KINDS = {
     "blanks": blanks,
     "structure": structure,
     "accuracy": accuracy,
+    "function": function,
+    "variables": variables,
+    "model_setup": model_setup,
 }
 
 AnyItem = Annotated[Union[tuple(module.Item for module in KINDS.values())], Field(discriminator="check")]

@@ -1,22 +1,55 @@
-"""Test accuracy of the student's model with a checkpoint, against a threshold.
+"""Test accuracy of the student's model, against a threshold.
 
-The student's process loads the checkpoint (weights only) into what their code
-builds and returns one predicted class per test image; it never sees the labels.
-The grader counts the correct predictions.  When the checkpoint does not fit, the
-verdict lists the missing, unexpected and mis-shaped weights, grouped by module,
-and names the rubric item (question or blank) each one points to.
+Where the weights come from:
+  * a checkpoint (`checkpoint:`): the student's trained weights, or the instructor's
+    for a fixed architecture, read in the student's process (weights only);
+  * training (`train:`, a recipe in the YAML; grader.training): when there is no
+    checkpoint, the student's model is trained first, in their process, with their
+    own optimizer (a notebook's challenge: the model, optimizer and epochs of its
+    recorded train_part34 call) for at most the recipe's epochs, or with the
+    recipe's optimizer when they give none; `when: always` fine-tunes from the
+    checkpoint before evaluating, as the course's main.py does.  A wall-clock budget
+    stops training cleanly, and what was reached is graded.
+
+The student's process returns one predicted class per test image; it never sees the
+labels (training labels, yes).  The grader counts the correct predictions.  When a
+checkpoint does not fit, the verdict lists the missing, unexpected and mis-shaped
+weights, grouped by module, and names the rubric item each one points to.  On the
+embedded sample of the test set, accuracy comes with a 95% interval, and a verdict
+the interval cannot settle is "uncertain".
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+from pathlib import Path
+from typing import Callable, Literal
 
 import torch
 from pydantic import Field, field_validator
 
 from grader import checkpoints as ckpt
+from grader import training
 from grader.checks.base import Context, ItemBase, NotGradable, Target, Verdict
-from grader.datasets import DataSpec, wilson_interval
+from grader.datasets import DataNotFound, DataSpec, wilson_interval
+
+TAKES_SECTIONS = True
+
+
+class Training(training.Recipe):
+    """An accuracy item's `train:` block: a training recipe, and when it applies."""
+
+    when: Literal["no_checkpoint", "always"] = Field("no_checkpoint", description=(
+        "no_checkpoint: train when the submission has no checkpoint; always: fine-tune the checkpoint first"))
+    optimizer_name: str = Field("optimizer", description="the submission's optimizer: this name in the target's "
+                                                         "notebook section (argument of its training call or variable)")
+    epochs_name: str = Field("epochs", description="the epochs the submission asks for there (at most `epochs`)")
+    budget_s: float | None = Field(None, gt=0, description="wall-clock budget: training stops there and what "
+                                                           "was reached is graded")
+    data: DataSpec | None = Field(None, description="training images; default: the item's data set, train split")
+
+    def recipe(self) -> training.Recipe:
+        return training.Recipe.model_validate(self.model_dump(include=set(training.Recipe.model_fields)))
 
 
 class Item(ItemBase):
@@ -26,6 +59,9 @@ class Item(ItemBase):
                                                      "submission, then the rubric's checkpoints folder")
     threshold: float = Field(description="minimum test accuracy, as a fraction (0.8) or a percentage (80)")
     data: DataSpec | None = Field(None, description="default: the rubric's data")
+    train: Training | None = Field(None, description="train (or fine-tune) before evaluating; see Training")
+    recipes: dict[str, Training] = Field(default_factory=dict, description=(
+        "other recipes by name, for `grader train --recipe NAME` (e.g. the reference model's fast recipe)"))
 
     @field_validator("threshold")
     @classmethod
@@ -35,17 +71,30 @@ class Item(ItemBase):
             raise ValueError(f"{value:g} is neither a fraction between 0 and 1 (0.8) nor a percentage (80)")
         return fraction
 
+    def recipe(self, name: str | None = None) -> Training:
+        if name is None:
+            if self.train is None:
+                raise NotGradable(f"item {self.id} has no training recipe (train:) in the rubric")
+            return self.train
+        if name not in self.recipes:
+            known = ", ".join(self.recipes) or "none"
+            raise NotGradable(f"item {self.id} has no recipe {name!r} (recipes: {known})")
+        return self.recipes[name]
+
 
 def run(item: Item, ctx: Context) -> Verdict:
-    t = item.target
     spec = item.data or ctx.rubric.data
     path = ctx.find_checkpoint(item.checkpoint) if item.checkpoint else None
-    if item.checkpoint and path is None:
+    recipe = item.train
+    trains = recipe is not None and (path is None or recipe.when == "always")
+    if item.checkpoint and path is None and recipe is None:
         raise NotGradable(f"checkpoint {item.checkpoint} not found: put it in the submission folder "
                           f"({ctx.submission}) or pass --checkpoints DIR")
+    if trains and path is None and not ctx.options.train_if_missing:
+        raise NotGradable(f"no {item.checkpoint or 'checkpoint'} in the submission and training is off: hand in "
+                          f"the trained weights, or run `grader train {ctx.submission} --item {item.id}`")
+    built = build(item, ctx, recipe if trains else None)
     data = ctx.load_data(spec)
-    built = ctx.student.call("build", file=t.file, name=t.name, args=t.args, kwargs=t.kwargs,
-                             timeout=ctx.timeout(item))
     notes: list[str] = []
     if path is not None:
         fit = ctx.student.call("load_state", handle=built["handle"], checkpoint=str(path.resolve()),
@@ -58,13 +107,22 @@ def run(item: Item, ctx: Context) -> Verdict:
             ctx.release(built)
             return verdict
         notes = fit.get("notes", [])
-    predictions, reused_from = _predictions(ctx, item, built["handle"], data, spec, path)
+    trained = None
+    if trains:
+        trained = train(item, ctx, built, recipe, on_progress=lambda p: ctx.progress(progress_text(item.id, p)))
+        notes += trained["notes"]
+    # A trained model is the student's own: only a checkpoint used as it is can match another's.
+    predictions, reused_from = _predictions(ctx, item, built["handle"], data, spec, None if trains else path)
     ctx.release(built)
     verdict = judge(item, predictions, data, notes, ctx.options.precision)
     if reused_from:
         verdict.details.append(f"same outputs as {reused_from}'s model on a secret probe batch: "
                                "its predictions were reused (--no-reuse evaluates every model)")
         verdict.extra.update(reused_from=reused_from, reuse="probe")
+    if trained is not None:
+        verdict.extra["training"] = trained["result"]
+        if trained["result"]["stopped_by_budget"]:
+            verdict.message += f" (after {trained['result']['epochs_done']:g} of {trained['epochs']:g} epochs)"
     return verdict
 
 
@@ -92,6 +150,119 @@ def _predictions(ctx: Context, item: Item, handle: int, data, spec, checkpoint) 
     return predictions, None
 
 
+def build(item: Item, ctx: Context, recipe: Training | None = None) -> dict:
+    """The model to evaluate; when it is to be trained, with the optimizer that goes with it."""
+    t = item.target
+    names = [t.name, recipe.optimizer_name, recipe.epochs_name] if recipe is not None and t.section else None
+    return ctx.student.call("build", file=t.file, name=t.name, args=t.args, kwargs=t.kwargs, section=t.section,
+                            with_optimizer=names, timeout=ctx.timeout(item))
+
+
+def train(item: Item, ctx: Context, built: dict, recipe: Training, *, epochs: float | None = None,
+          budget_s: float | None = None, resume: str | None = None, return_state: bool = False,
+          on_progress: Callable[[dict], None] | None = None) -> dict:
+    """Train the built model in the student's process; returns the run's summary and notes."""
+    spec = recipe.data or (item.data or ctx.rubric.data).model_copy(update={"split": "train"})
+    try:
+        data = ctx.load_data(spec)
+    except DataNotFound as e:
+        raise NotGradable(f"training needs the {spec.dataset} training images, which are not here ({e}); "
+                          "or hand in the trained weights" + (f" as {item.checkpoint}" if item.checkpoint else ""))
+    asked = built.get("epochs")
+    if epochs is None:
+        epochs = min(asked, recipe.epochs) if asked else recipe.epochs
+    limit = ctx.timeout(item)
+    margin = max(60.0, 0.05 * limit)  # the last step, and sending the weights back
+    budgets = [b for b in (budget_s, ctx.options.train_budget_s, recipe.budget_s, limit - margin) if b]
+    budget = max(0.0, min(budgets))
+    out = ctx.student.call("train", handle=built["handle"], images={"path": data.images.path,
+                                                                    "shape": list(data.images.shape)},
+                           labels=data.labels, mean=spec.normalize.mean, std=spec.normalize.std,
+                           recipe=recipe.recipe().model_dump(), epochs=epochs, budget_s=budget, resume=resume,
+                           return_state=return_state, timeout=budget + margin, on_progress=on_progress)
+    out["epochs"] = epochs
+    out["notes"] = out.get("notes", []) + _training_notes(item, ctx, built, recipe, out, asked, budget, data.source)
+    return out
+
+
+def _training_notes(item, ctx, built, recipe, out, asked, budget, source) -> list[str]:
+    result = out["result"]
+    t = item.target
+    base_lr = result["base_lrs"][0] if result.get("base_lrs") else None  # the schedule moves the optimizer's
+    if out.get("submission_optimizer"):
+        origin = built.get("optimizer_origin", "the submission")
+        optimizer = f"{optimizer_text(out['optimizer'], base_lr)} from {origin}"
+    else:
+        optimizer = f"the rubric's {optimizer_text(out['optimizer'], base_lr)}"
+    if recipe.schedule != "constant":
+        optimizer += f" ({recipe.schedule} schedule)"
+    epochs = f"{out['epochs']:g} epoch{'s' * (out['epochs'] != 1)}" + (
+        f" (the submission asks for {asked:g})" if asked and asked != out["epochs"] else "")
+    notes = [f"trained {t.name} for {epochs} in {duration(result['seconds'])} on {ctx.options.device}: "
+             f"{optimizer}, batch {recipe.batch_size}, {result['steps']:,} steps on {source}"]
+    if result["stopped_by_budget"]:
+        notes.append(f"training stopped at its {duration(budget)} budget after {result['epochs_done']:g} of "
+                     f"{out['epochs']:g} epochs; graded as it was then")
+    return notes
+
+
+def optimizer_text(description: dict, lr: float | None = None) -> str:
+    """SGD(lr=0.01, momentum=0.9, nesterov=True): the settings that differ from off."""
+    group = dict(description["groups"][0]) if description.get("groups") else {}
+    if lr is not None:
+        group["lr"] = lr
+    shown = [k for k in ("lr", "momentum", "nesterov", "weight_decay")
+             if k in group and (k == "lr" or group[k] not in (0, 0.0, False, None))]
+    return f"{description.get('type', '?')}({', '.join(f'{k}={group[k]!r}' for k in shown)})"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def progress_text(item_id: str, p: dict, width: int = 20) -> str:
+    """One line for a status bar: a bar, the epoch, the loss and the time left."""
+    fraction = p["step"] / max(1, p["steps"])
+    filled = int(fraction * width)
+    bar = "\u2588" * filled + "\u2591" * (width - filled)  # no brackets: status lines are rich markup
+    left = f", {duration(p['eta_s'])} left" if p.get("eta_s") is not None else ""
+    return (f"{item_id}: training {bar} {fraction:4.0%} epoch {p['epoch']:.1f}/{p['epochs']:g}, "
+            f"loss {p['loss']:.3f}{left}")
+
+
+def train_to_file(item: Item, ctx: Context, out: Path, *, recipe_name: str | None = None,
+                  epochs: float | None = None, budget_s: float | None = None, fresh: bool = False,
+                  on_progress: Callable[[dict], None] | None = None) -> dict:
+    """`grader train`: train the item's model and write a checkpoint `check` can use,
+    resuming from `out` when an earlier `grader train` stopped part-way."""
+    recipe = item.recipe(recipe_name)
+    built = build(item, ctx, recipe)
+    resume = str(out.resolve()) if out.exists() and not fresh else None
+    trained = train(item, ctx, built, recipe, epochs=epochs, budget_s=budget_s, resume=resume, return_state=True,
+                    on_progress=on_progress)
+    state = trained.pop("state")
+    saved = {"model": state["model"],
+             "training": {**trained["result"], "item": item.id, "recipe": recipe.recipe().model_dump(mode="json")}}
+    if trained["result"]["stopped_by_budget"]:  # what resuming needs; a finished run keeps the weights only
+        optimizer_state = state["optimizer"]  # JSON carried its integer keys as text
+        optimizer_state["state"] = {int(k): v for k, v in optimizer_state.get("state", {}).items()}
+        saved["optimizer"] = optimizer_state
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + f".tmp{os.getpid()}")
+    torch.save(saved, partial)
+    os.replace(partial, out)
+    return trained
+
+
 def judge(item: Item, predictions: torch.Tensor, data, notes: list[str], precision: str = "fp32") -> Verdict:
     """Accuracy from predictions, computed here with labels the student never saw."""
     predictions = predictions.reshape(-1).long()
@@ -110,10 +281,13 @@ def judge(item: Item, predictions: torch.Tensor, data, notes: list[str], precisi
     if data.is_sample:
         low, high = wilson_interval(correct, total)
         extra["interval95"] = [low, high]
-        text += f", 95% interval {low:.1%}-{high:.1%}"
+        text = (f"test accuracy {accuracy:.2%} on the embedded sample ({correct:,}/{total:,}; "
+                f"95% interval {low:.1%}-{high:.1%})")
+        details.append("for the full test set: --data-dir DIR (cifar-10-batches-py or test/<class>/ images), "
+                       "$GRADER_DATA_DIR, or --download")
         if low < item.threshold <= high:
-            details.append("the sample cannot settle this: grade on the full CIFAR-10 test set "
-                           "(--data-dir DIR with cifar-10-batches-py, or --download)")
+            details.insert(0, f"the sample cannot settle this: the true accuracy may be on either side of "
+                              f"{item.threshold:.0%}; grade on the full CIFAR-10 test set")
             return Verdict(item.points if passed else 0.0, f"{text}: uncertain against {item.threshold:.0%}",
                            details=details, status="uncertain", extra=extra)
     if passed:

@@ -28,8 +28,13 @@ class Target(BaseModel):
     isolate: list[str] = Field(default_factory=list, description=(
         "classes of the same file replaced by argument-recording stand-ins while this item is graded, "
         "so a mistake in another question cannot cost points here"))
+    section: str | None = Field(None, description=(
+        "notebooks: the model `name` holds in this section of the rubric's notebook.sections (the one its "
+        "recorded training call got, else the variable at the section's end); used as it is, not called"))
 
     def call_text(self) -> str:
+        if self.section is not None and not (self.args or self.kwargs):
+            return self.name
         parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
         return f"{self.name}({', '.join(parts)})"
 

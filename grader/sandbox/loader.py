@@ -15,6 +15,8 @@ import sys
 import traceback
 import types
 
+_CELL_FILENAME = re.compile(r"^<(?P<notebook>.+) cell (?P<cell>\d+)>$")
+
 
 class StudentError(Exception):
     """An error in the student's code, already turned into a report-ready dict."""
@@ -34,13 +36,17 @@ def module_name_for(filename: str) -> str:
     return clean
 
 
-def import_file(workdir: str, filename: str) -> types.ModuleType:
+def import_file(workdir: str, filename: str, notebook: dict | None = None, after_cell=None) -> types.ModuleType:
+    """Import a submission file; a notebook (.ipynb) runs as grader.notebook describes,
+    with the rubric's `notebook` options, calling `after_cell(outcome)` after each cell."""
     path = os.path.join(workdir, filename)
     if not os.path.isfile(path):
         raise StudentError({"kind": "missing", "message": f"{filename} is not in the submission", "file": filename})
     name = module_name_for(filename)
     if name in sys.modules and getattr(sys.modules[name], "__file__", None) == path:
         return sys.modules[name]
+    if filename.endswith(".ipynb"):
+        return _import_notebook(path, filename, name, notebook, after_cell)
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
@@ -50,6 +56,15 @@ def import_file(workdir: str, filename: str) -> types.ModuleType:
         sys.modules.pop(name, None)
         raise StudentError(describe_exception(e, workdir, while_doing=f"importing {filename}")) from None
     return module
+
+
+def _import_notebook(path: str, filename: str, name: str, options: dict | None, after_cell) -> types.ModuleType:
+    from grader.notebook import NotebookError, load_notebook_module
+
+    try:
+        return load_notebook_module(path, name, options, after_cell)
+    except NotebookError as e:
+        raise StudentError({"kind": "syntax", "message": str(e), "file": filename}) from None
 
 
 def describe_exception(e: BaseException, workdir: str, while_doing: str = "") -> dict:
@@ -118,11 +133,12 @@ def _relative(path: str, workdir: str) -> str:
 
 
 def _student_frame(e: BaseException, workdir: str):
-    """The innermost traceback frame in the student's files (or notebook cells)."""
+    """The innermost traceback frame in the student's files (or notebook cells, named
+    "NOTEBOOK cell N" with the line inside the cell)."""
     found = None
     for frame in traceback.extract_tb(e.__traceback__):
         filename = frame.filename
-        if filename.startswith(workdir + os.sep) or filename.startswith("<cell "):
+        if filename.startswith(workdir + os.sep) or _CELL_FILENAME.match(filename):
             code = frame.line or linecache.getline(filename, frame.lineno).strip()
             found = (_relative(filename, workdir) if not filename.startswith("<") else filename.strip("<>"),
                      frame.lineno, code)

@@ -28,7 +28,7 @@ from typing import Callable
 from grader.sandbox import protocol
 from grader.sandbox.guard import system_read_roots
 
-_PRELOAD = ["torch", "torchvision", "grader.sandbox.worker"]  # most CNN submissions import torchvision
+_PRELOAD = ["torch", "torchvision", "grader.sandbox.worker"]  # torchvision loads native code: before the guard
 _context = None
 
 
@@ -122,10 +122,12 @@ class StudentProcess:
 
     def __init__(self, files: dict[str, Path], limits: Limits, *, readable: list[str] = (),
                  device: str = "cpu", threads: int = 1, on_note: Callable[[str], None] | None = None,
-                 deadline: float | None = None, private: list[str] = ()):
+                 deadline: float | None = None, private: list[str] = (),
+                 notebook: dict | None = None):
         self.files = files
         self.private = [os.path.realpath(p) for p in private]  # kept from the student even inside read roots
         self.deadline = deadline  # time.monotonic() by which the whole submission must be done
+        self.notebook = notebook  # the rubric's notebook options, for .ipynb submissions
         self.limits = limits
         self.readable = [os.path.realpath(p) for p in readable]
         self.device = device
@@ -135,6 +137,7 @@ class StudentProcess:
         self.notes: list[str] = []
         self.report_notes: list[str] = []  # notes the report shows (e.g. pretrained weights not available)
         self.fatal_imports: dict[str, StudentFailure] = {}
+        self.load_results: dict[str, dict] = {}  # file -> what loading it reported (kept across restarts)
         self._loaded: dict[str, dict] = {}
         self._proc = None
         self._conn = None
@@ -165,7 +168,8 @@ class StudentProcess:
         config = WorkerConfig(workdir=os.path.realpath(self._workdir),
                               read_roots=system_read_roots() + self.readable,
                               memory_bytes=int(self.limits.memory_mb) << 20, threads=self.threads,
-                              device=self.device, private=self.private)
+                              device=self.device, private=self.private,
+                              notebook=self.notebook)
         self._proc = ctx.Process(target=serve, args=(child_conn, out_writer, config), daemon=True)
         with _main_module_hidden():
             self._proc.start()
@@ -273,7 +277,7 @@ class StudentProcess:
                 self.fatal_imports[file] = failure
             raise failure from e
         if op == "load":
-            self._loaded[file] = response["result"]
+            self._loaded[file] = self.load_results[file] = response["result"]
         return response["result"]
 
     def _budget(self, timeout: float) -> tuple[float, str | None]:
@@ -421,6 +425,7 @@ _OP_TEXT = {
     "predict": "predicting the test images",
     "load_state": "loading weights",
     "train": "training",
+    "values": "reading variables of {file}",
 }
 
 

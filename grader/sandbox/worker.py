@@ -8,16 +8,18 @@ rubric; the grader decides what every result is worth.
 
 from __future__ import annotations
 
+import copy
 import faulthandler
 import os
 import signal
 import sys
 import threading
+import types
 from dataclasses import dataclass, field
 
 import torch
 
-from grader import checkpoints, evaluate, introspect
+from grader import checkpoints, evaluate, introspect, notebook, training
 from grader.sandbox import guard, pretrained, protocol
 from grader.sandbox.loader import StudentError, describe_exception, import_file
 
@@ -32,6 +34,7 @@ class WorkerConfig:
     threads: int
     device: str
     private: list[str] = field(default_factory=list)
+    notebook: dict | None = None  # the rubric's notebook options, for .ipynb files
 
 
 def serve(conn, output, config: WorkerConfig) -> None:
@@ -101,8 +104,10 @@ class Worker:
         self.policy = policy
         self.send = send
         self.objects: dict[int, object] = {}
+        self.optimizers: dict[int, object] = {}  # handle -> the optimizer built with that model
         self.modules: dict[str, object] = {}
         self.last_handle = 0  # handles are never reused, even after a release
+        self._violation_mark = 0
 
     def handle(self, request: dict) -> dict:
         op = request.get("op", "")
@@ -114,6 +119,8 @@ class Worker:
             response = {"result": method(**request.get("args", {}))}
         except BaseException as e:  # student code can raise anything, SystemExit included
             response = {"error": describe_exception(e, self.config.workdir)}
+            if isinstance(e, NameError):
+                self._explain_missing_name(response["error"], getattr(e, "name", None))
         if len(self.policy.violations) > seen:
             response["violations"] = self.policy.violations[seen:]
         changed = guard.tampered()
@@ -121,46 +128,121 @@ class Worker:
             response["tampered"] = changed
         return response
 
+    def _explain_missing_name(self, info: dict, name: str | None) -> None:
+        """A name a notebook cell should have defined: say which cell, and how it failed."""
+        for module in self.modules.values():
+            run = notebook.notebook_run(module)
+            why = run.why_missing(name) if name and run is not None else None
+            if why:
+                info["message"] += f" ({why})"
+                return
+
     # -- loading and building -------------------------------------------------
 
     def _module(self, file: str):
         if file not in self.modules:
-            self.modules[file] = import_file(self.config.workdir, file)
+            self._violation_mark = len(self.policy.violations)
+            self.modules[file] = import_file(self.config.workdir, file, self.config.notebook, self._after_cell)
         return self.modules[file]
+
+    def _after_cell(self, outcome) -> None:
+        """A notebook cell's blocked read, write or download is that cell's failure (already
+        stopped by the sandbox), not the end of grading: honest notebooks mount drives and
+        download data.  Anything else the sandbox refuses stays fatal."""
+        new = self.policy.violations[self._violation_mark:]
+        if new and all(v.startswith(_CELL_LOCAL_VIOLATIONS) for v in new):
+            del self.policy.violations[self._violation_mark:]
+        self._violation_mark = len(self.policy.violations)
 
     def _attr(self, file: str, name: str):
         module = self._module(file)
         obj = module
         for part in name.split("."):
             if not hasattr(obj, part):
-                raise StudentError({"kind": "missing", "file": file,
-                                    "message": f"{file} does not define {name}"})
+                run = notebook.notebook_run(module)
+                message = run.missing(name) if run is not None else f"{file} does not define {name}"
+                raise StudentError({"kind": "missing", "file": file, "message": message})
             obj = getattr(obj, part)
         return obj
+
+    def _section_value(self, file: str, section: str, name: str):
+        run = notebook.notebook_run(self._module(file))
+        if run is None:
+            raise StudentError({"kind": "missing", "file": file, "message": f"{file} is not a notebook"})
+        try:
+            value, origin = run.value(section, name)
+        except LookupError as e:
+            raise StudentError({"kind": "missing", "message": str(e).strip("'\"")}) from None
+        if value is None:
+            raise StudentError({"kind": "missing", "message": f"{origin} is None: not answered yet"})
+        return value, origin, run
 
     def op_ping(self) -> str:
         return "pong"
 
     def op_load(self, file: str) -> dict:
         module = self._module(file)
-        return {"names": sorted(n for n in vars(module) if not n.startswith("_"))}
+        out = {"names": sorted(n for n in vars(module) if not n.startswith("_"))}
+        run = notebook.notebook_run(module)
+        if run is not None:
+            out["notebook"] = run.report()
+        return out
 
     def op_signature(self, file: str, name: str) -> list[dict]:
         return introspect.signature_params(self._attr(file, name))
 
     def op_build(self, file: str, name: str, args: list | None = None, kwargs: dict | None = None,
-                 isolate: dict | None = None, seed: int | None = None) -> dict:
-        self._attr(file, name)  # a clear message when the name is missing
-        obj = introspect.build(self._module(file), name, args, kwargs, isolate, seed)
+                 isolate: dict | None = None, seed: int | None = None, section: str | None = None,
+                 with_optimizer: list[str] | None = None) -> dict:
+        """Build `name`, or (notebooks) take the model a section built: a copy, so that what
+        one item does to it cannot change another's.  with_optimizer: [model, optimizer,
+        epochs] parameter names; the optimizer that trains this model is copied with it."""
+        extra: dict = {}
+        optimizer = None
+        if section is not None:
+            value, origin, run = self._section_value(file, section, name)
+            extra["origin"] = origin
+            if isinstance(value, torch.nn.Module):
+                setup = run.training_setup(section, value, tuple(with_optimizer)) if with_optimizer else {}
+                obj, optimizer = _copy(value, setup.get("optimizer"))
+                if with_optimizer:
+                    extra.update(epochs=setup["epochs"] if isinstance(setup["epochs"], (int, float)) else None,
+                                 optimizer_origin=setup["origin"])
+            else:
+                obj = introspect.build(types.SimpleNamespace(**{name: value}), name, args, kwargs, isolate,
+                                       seed) if callable(value) else value
+        else:
+            self._attr(file, name)  # a clear message when the name is missing
+            obj = introspect.build(self._module(file), name, args, kwargs, isolate, seed)
         if not isinstance(obj, torch.nn.Module):
+            what = name if section is not None else f"{name}(...)"
             raise StudentError({"kind": "exception", "file": file,
-                                "message": f"{name}(...) returned {type(obj).__name__}, not an nn.Module"})
+                                "message": f"{what} is a {type(obj).__name__}, not an nn.Module"})
         self.last_handle += 1
         handle = self.last_handle
         self.objects[handle] = obj
+        if optimizer is not None:
+            self.optimizers[handle] = optimizer
+            extra["optimizer"] = introspect.describe_optimizer(optimizer, obj)
         return {"handle": handle, "type": type(obj).__name__,
                 "param_count": sum(p.numel() for p in obj.parameters()),
-                "trainable_count": sum(p.numel() for p in obj.parameters() if p.requires_grad)}
+                "trainable_count": sum(p.numel() for p in obj.parameters() if p.requires_grad), **extra}
+
+    def op_values(self, file: str, section: str, names: list[str]) -> dict:
+        """Plain values of notebook variables in a section: tensors with their autograd flags."""
+        out = {}
+        for name in names:
+            try:
+                value, _, _ = self._section_value(file, section, name)
+            except StudentError as e:
+                out[name] = {"missing": e.info["message"]}
+                continue
+            if isinstance(value, torch.Tensor):
+                out[name] = {"tensor": value.detach().cpu().clone(), "requires_grad": value.requires_grad,
+                             "is_leaf": value.is_leaf, "dtype": str(value.dtype).replace("torch.", "")}
+            else:
+                out[name] = {"type": type(value).__name__}
+        return out
 
     def op_release(self, handle: int) -> None:
         self.objects.pop(handle, None)
@@ -174,6 +256,10 @@ class Worker:
             inputs = [torch.randn(*shape) for shape in input_shapes]
             out["input_shapes"] = introspect.record_input_shapes(model, inputs)
         return out
+
+    def op_parameters(self, handle: int) -> dict:
+        """The model's parameters, in order: for judging how they were initialised."""
+        return {name: p.detach().cpu().clone() for name, p in self.objects[handle].named_parameters()}
 
     def op_state_shapes(self, handle: int) -> dict:
         return {k: list(v.shape) for k, v in self.objects[handle].state_dict().items()}
@@ -205,7 +291,7 @@ class Worker:
             torch.manual_seed(seed)
         with torch.inference_mode(not train):
             out = model(*inputs)
-        return _plain_output(out)
+        return _plain_output(out, f"{type(model).__name__}.forward()")
 
     def op_call(self, file: str, name: str, args: list | None = None, kwargs: dict | None = None,
                 seed: int | None = None):
@@ -214,7 +300,41 @@ class Worker:
             torch.manual_seed(seed)
         with torch.no_grad():
             out = function(*(args or []), **(kwargs or {}))
-        return _plain_output(out)
+        return _plain_output(out, f"{name}(...)")
+
+    def op_train(self, handle: int, images: dict, labels, mean: list, std: list, recipe: dict,
+                 epochs: float | None = None, budget_s: float | None = None, resume: str | None = None,
+                 return_state: bool = False) -> dict:
+        """Train the model of `handle` on these images (training labels only), sending progress."""
+        model = self.objects[handle]
+        settings = training.Recipe.model_validate(recipe)
+        device = self.config.device
+        optimizer = self.optimizers.get(handle) if settings.use_submission_optimizer else None
+        notes = []
+        if optimizer is not None:
+            problem = _unusable(optimizer, model)
+            if problem:
+                notes.append(f"the submission's optimizer {problem}: the rubric's optimizer is used instead")
+                optimizer = None
+        own = optimizer is not None
+        if optimizer is None:
+            optimizer = training.make_optimizer(settings.optimizer, model.parameters())
+            self.optimizers[handle] = optimizer
+        model.to(device)
+        start, base_lrs = 0, None
+        if resume is not None:
+            start, base_lrs = _resume(model, optimizer, resume)
+            notes.append(f"resumed at step {start}")
+        array = evaluate.ImageArray(images["path"], tuple(images["shape"])).open()
+        data = training.TrainingData.prepare(array, labels, mean, std, device, settings.first)
+        result = training.main(model, optimizer, data, settings, epochs=epochs, start_step=start, base_lrs=base_lrs,
+                               budget_s=budget_s, on_progress=lambda p: self.send({"progress": p}))
+        out = {"result": result.to_dict(), "notes": notes, "submission_optimizer": own,
+               "optimizer": introspect.describe_optimizer(optimizer, model)}
+        if return_state:
+            state = training.checkpoint(model, optimizer, result, settings)
+            out["state"] = {"model": state["model"], "optimizer": state["optimizer"]}
+        return out
 
     def op_predict(self, handle: int, images: dict, mean: list, std: list, batch_size: int | None = None,
                    precision: str = "fp32", indices=None, logits: bool = False) -> dict:
@@ -223,6 +343,52 @@ class Worker:
         out = evaluate.predict(model, array, mean, std, device=self.config.device, batch_size=batch_size,
                                precision=precision, indices=indices, return_logits=logits)
         return {"logits" if logits else "predictions": out}
+
+
+# Refusals that stay inside one notebook cell (see Worker._after_cell).
+_CELL_LOCAL_VIOLATIONS = tuple(f"the submission tried to {what}" for what in
+                               ("read ", "list the folder ", "write to ", "change ", "use the network"))
+
+
+def _copy(model: torch.nn.Module, optimizer):
+    """Copies of a model and its optimizer that still belong together."""
+    try:
+        return copy.deepcopy((model, optimizer))
+    except Exception:  # a model that cannot be copied is used as it is
+        return model, optimizer
+
+
+def _unusable(optimizer, model) -> str | None:
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        return f"is a {type(optimizer).__name__}, not a torch.optim optimizer"
+    description = introspect.describe_optimizer(optimizer, model)
+    if description["not_optimized"] == len(list(model.parameters())):
+        return "updates none of this model's weights"
+    return None
+
+
+def _resume(model, optimizer, path: str) -> tuple[int, list[float] | None]:
+    """Weights, optimizer state and position from a checkpoint `grader train` wrote."""
+    name = os.path.basename(path)
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        saved = None
+    if not (isinstance(saved, dict) and {"model", "training"} <= set(saved)):
+        raise StudentError({"kind": "exception", "message": f"{name} is already there and was not written by "
+                                                            "grader train, so training cannot resume from it"})
+    if "optimizer" not in saved:  # a finished run: nothing left to do unless more steps are asked for
+        if int(saved["training"]["steps"]) < int(saved["training"]["total_steps"]):
+            raise StudentError({"kind": "exception", "message": f"{name} holds no optimizer state to resume"})
+    fit = checkpoints.fit(model, saved["model"])
+    if not fit["ok"]:
+        raise StudentError({"kind": "exception", "message": f"{os.path.basename(path)} does not fit this model "
+                                                            f"({len(fit['missing'])} missing, "
+                                                            f"{len(fit['unexpected'])} unexpected weights)"})
+    if "optimizer" in saved:
+        optimizer.load_state_dict(saved["optimizer"])
+    info = saved["training"]
+    return int(info["steps"]), info.get("base_lrs")
 
 
 def _match_by_order(model: torch.nn.Module, state: dict):
@@ -238,10 +404,23 @@ def _match_by_order(model: torch.nn.Module, state: dict):
     return renamed
 
 
-def _plain_output(out):
+def _plain_output(out, what: str = "it"):
     if isinstance(out, torch.Tensor):
         return {"tensor": out.detach()}
     if isinstance(out, (tuple, list)) and all(isinstance(o, torch.Tensor) for o in out):
         return {"tensors": [o.detach() for o in out]}
+    if out is None:
+        raise StudentError({"kind": "exception", "message": f"{what} returned None, not a tensor "
+                                                            "(is the question answered?)"})
     raise StudentError({"kind": "exception",
-                        "message": f"returned {type(out).__name__}, not a tensor"})
+                        "message": f"{what} returned {type(out).__name__}, not a tensor"})
+
+
+def _import_lazy_torch_modules() -> None:
+    """Printing a tensor makes torch import its dispatch-mode modules on first use, which
+    builds classes in torch's namespace; done here, when the fork server imports this
+    module, a student's first print(tensor) cannot look like changing PyTorch."""
+    repr(torch.zeros(2))
+
+
+_import_lazy_torch_modules()
