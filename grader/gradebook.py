@@ -251,6 +251,7 @@ class Summary:
     median: float = 0.0
     isolation: dict[str, list[str]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    reused: list[tuple[str, str, str, str]] = field(default_factory=list)  # (student, item, from whom, how)
     duplicates: int = 0
     instructor_copies: int = 0
     intake: list[str] = field(default_factory=list)
@@ -280,6 +281,8 @@ def summarize(assignment: str, items: list[tuple[str, str, float]], records: lis
         for key, value in (report.isolation or {}).items():
             isolation.setdefault(key, set()).add(str(value))
         for r in report.results:
+            if (r.extra or {}).get("reused_from"):
+                summary.reused.append((record["student"], r.id, r.extra["reused_from"], r.extra.get("reuse", "")))
             s = stats.get(r.id)
             if s is not None and r.status != SKIPPED:
                 s.graded += 1
@@ -370,6 +373,17 @@ def summary_markdown(s: Summary) -> str:
         if s.instructor_copies:
             lines.append(f"{s.instructor_copies} checkpoints are the instructor's own file and are not listed.")
         lines.append("")
+    if s.reused:
+        lines += ["## Reused results", "", f"{len(s.reused)} item results were not computed again: the same code "
+                  "and inputs (exact), or a model with the same outputs on a secret probe batch (probe), had been "
+                  "graded for another student. Students are not told whose. `--no-reuse` grades everything afresh.",
+                  "", "| Item | Computed for | How | Reused for |", "|---|---|---|---|"]
+        groups: dict[tuple[str, str, str], list[str]] = {}
+        for student, item, whom, how in s.reused:
+            groups.setdefault((item, whom, how), []).append(student)
+        for (item, whom, how), students in groups.items():
+            lines.append(f"| `{item}` | {_md(whom)} | {how} | {len(students)}: {_md(', '.join(students))} |")
+        lines.append("")
     if s.intake:
         lines += ["## Intake", ""] + [f"- {_md(n)}" for n in s.intake] + [""]
     return "\n".join(lines)
@@ -408,5 +422,8 @@ def show_summary(s: Summary, console: Console) -> None:
                 else f"  [red]{escape(reason_label(reason))}[/] ({len(students)}): {escape(names)}")
     for student, why in s.errors:
         say(f"not graded: {student}: {why}" if plain else f"[magenta]not graded:[/] {escape(student)}: {escape(why)}")
+    if s.reused:
+        say(f"reused: {len(s.reused)} item results from identical code or equivalent models (summary.md lists "
+            "them; --no-reuse grades everything afresh)")
     if s.slowest:
         say("slowest: " + ", ".join(f"{st} {sec:.1f} s" for st, sec in s.slowest))

@@ -140,7 +140,6 @@ def _reusable(result: ItemResult) -> bool:
 
 def _reused(result: dict, student: str) -> ItemResult:
     reused = ItemResult(**result)
-    reused.details = list(reused.details) + [f"same code and inputs as {student}: that result was reused"]
     reused.extra = {**reused.extra, "reused_from": student, "reuse": "exact"}
     reused.seconds = 0.0
     return reused

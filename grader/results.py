@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 PASSED, PARTIAL, FAILED, SKIPPED, UNCERTAIN, ERROR = "passed", "partial", "failed", "skipped", "uncertain", "error"
+# Which classmate's result was reused (grader.reuse): for the instructor's record only.
+PROVENANCE = ("reused_from", "reuse")
 
 
 @dataclass
@@ -66,6 +68,7 @@ class GradeReport:
                 output += f"\n  at {r.where}"
             if r.details:
                 output += "\n" + "\n".join(f"  - {d}" for d in r.details)
+            measured = {k: v for k, v in r.extra.items() if k not in PROVENANCE}
             tests.append({
                 "name": r.title or r.id,
                 "score": r.points,
@@ -73,7 +76,7 @@ class GradeReport:
                 "status": "passed" if r.ok else "failed",
                 "output": output,
                 "visibility": r.visibility,
-                "extra_data": {"id": r.id, "status": r.status, **({"measured": r.extra} if r.extra else {})},
+                "extra_data": {"id": r.id, "status": r.status, **({"measured": measured} if measured else {})},
             })
         return {"score": self.score, "execution_time": round(self.seconds, 3), "tests": tests,
                 "output": "\n".join(self.notes)}

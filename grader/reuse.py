@@ -15,7 +15,8 @@ Two kinds, both decided by the grader (never by the student's process):
 
 Results live in files under the batch's private folder (OUT/.grader/reuse/RUN/), so
 the parallel workers of a batch share them; student processes cannot read them.
-Every reused result says so, and from whom.
+The instructor's record of every reused result says so, and from whom; what the
+student sees never names another student.
 """
 
 from __future__ import annotations

@@ -56,33 +56,49 @@ def results(out: Path, student: str) -> dict:
     return {t["extra_data"]["id"]: t for t in data["tests"]}
 
 
+def record(out: Path, student: str) -> dict:
+    """The instructor's record of a student: says whose result was reused."""
+    data = json.loads((out / "students" / student / "record.json").read_text())
+    return {r["id"]: r for r in data["report"]["results"]}
+
+
 def test_reused_verdicts_equal_verdicts_graded_alone(tmp_path, cnn_checkpoints, labelled_by_resnet):
     download = write_class(tmp_path / "download")
     run(download, tmp_path / "alone", cnn_checkpoints, labelled_by_resnet, reuse=False)
     run(download, tmp_path / "shared", cnn_checkpoints, labelled_by_resnet, reuse=True)
-    assert grades(tmp_path / "shared") == grades(tmp_path / "alone")
+    shared = tmp_path / "shared"
+    assert grades(shared) == grades(tmp_path / "alone")
 
     def extra(student, item):
-        return results(tmp_path / "shared", student)[item]["extra_data"].get("measured", {})
+        return record(shared, student)[item]["extra"]
 
     # Same code once comments and blank lines are gone: every item reused from s1.
     for item in ITEMS:
         assert extra("s2_recommented", item).get("reused_from") == "s1_reference", item
-    assert "same code and inputs as s1_reference" in results(tmp_path / "shared", "s2_recommented")[ITEMS[0]]["output"]
+        assert extra("s2_recommented", item)["reuse"] == "exact"
     # Differently written, same function: the 10,000-image pass is not repeated.
     assert extra("s3_keywords", "resnet50_layer4.accuracy")["reuse"] == "probe"
     assert extra("s3_keywords", "resnet50_layer4.accuracy")["reused_from"] == "s1_reference"
-    assert "secret probe batch" in results(tmp_path / "shared", "s3_keywords")["resnet50_layer4.accuracy"]["output"]
     # A model that loads the checkpoint but computes something else is evaluated in full.
     assert "reused_from" not in extra("s5_maxpool_p0", "resnet50_layer4.accuracy")
     # vgg16_full.py is the same for everyone: evaluated once for the class.
     for student in CLASS:
         if student != "s1_reference":
             assert extra(student, "vgg16.accuracy")["reused_from"] == "s1_reference"
+    # What students see is what grading alone gives them, and never names a classmate.
+    for student in CLASS:
+        student_files = [(shared / "students" / student / name).read_text() for name in ("results.json", "feedback.md")]
+        assert not any("s1_reference" in text for text in student_files if student != "s1_reference"), student
+        assert results(shared, student) == results(tmp_path / "alone", student), student
+    # The instructor's summary says what was reused, grouped.
+    summary = (shared / "summary.md").read_text()
+    assert "## Reused results" in summary
+    assert "| `resnet50_layer4.accuracy` | s1_reference | probe |" in summary
     # Nothing is reused without --reuse.
     for student in CLASS:
-        for item, test in results(tmp_path / "alone", student).items():
-            assert "reused_from" not in test["extra_data"].get("measured", {}), (student, item)
+        for item, result in record(tmp_path / "alone", student).items():
+            assert "reused_from" not in result["extra"], (student, item)
+    assert "Reused results" not in (tmp_path / "alone" / "summary.md").read_text()
 
 
 def test_each_run_draws_its_own_secret_probe(tmp_path):

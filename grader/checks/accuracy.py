@@ -115,9 +115,7 @@ def run(item: Item, ctx: Context) -> Verdict:
     predictions, reused_from = _predictions(ctx, item, built["handle"], data, spec, None if trains else path)
     ctx.release(built)
     verdict = judge(item, predictions, data, notes, ctx.options.precision)
-    if reused_from:
-        verdict.details.append(f"same outputs as {reused_from}'s model on a secret probe batch: "
-                               "its predictions were reused (--no-reuse evaluates every model)")
+    if reused_from:  # the instructor's record says whose; a student's results never name another student
         verdict.extra.update(reused_from=reused_from, reuse="probe")
     if trained is not None:
         verdict.extra["training"] = trained["result"]
