@@ -13,6 +13,9 @@ absolute rates drift with the machine's load):
                                 Architecture submissions / `grader check` of one (goal <= 3)
   overhead_per_submission_s     seconds per submission beyond the model's own compute, warm
                                 workers (a batch of tiny-model students; goal <= 0.5)
+  challenge_time_to_70_s        training time of the pytorch_basics reference challenge model
+                                to 70% test accuracy (bench/challenge_time_to_70.py; needs the
+                                whole CIFAR-10 in --data-dir, else reported as skipped)
 
 Each pair is measured alternately (A B A B ...) and the median ratio reported.
 Data: the CIFAR-10 test set from --data-dir, else the 3,000-image sample shipped with grader.
@@ -270,6 +273,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="grader-bench-") as tmp:
         report("class40_vs_single", measure_class(Path(tmp), args.data_dir, 40, env))
         report("overhead_per_submission_s", measure_overhead(Path(tmp), 10 if args.quick else 20, env))
+    print(challenge_time_to_70(args.data_dir, env), flush=True)
+
+
+def challenge_time_to_70(data_dir: str | None, env: dict) -> str:
+    """The challenge benchmark's own figure line (it trains, so it runs in its own process)."""
+    name = "challenge_time_to_70_s"
+    if not data_dir:
+        return f"{name}: skipped (training needs the whole CIFAR-10: pass --data-dir)"
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "challenge_time_to_70.py"), "--data-dir", data_dir],
+                         env=env, capture_output=True, text=True)
+    for line in run.stdout.splitlines():
+        if line.startswith(f"{name}:"):
+            return line
+    reason = (run.stderr.strip().splitlines() or ["no output"])[-1]
+    return f"{name}: failed ({reason})"
 
 
 if __name__ == "__main__":
