@@ -53,8 +53,11 @@ def normalizer(mean, std, device, dtype=torch.float32):
 
 
 def default_batch_size(device: str) -> int:
-    # Measured on a 2-core AVX-512 CPU: 256 beats both 100 and 1000.
-    return 1024 if device.startswith("cuda") else 256
+    # CPU: on 2 AVX-512 cores (2 MiB L2 each), batch 64 ran VGG16 12% and ResNet50_layer4 25%
+    # faster than 256 (medians of 6 alternating runs); activations of a small batch stay in cache.
+    if device.startswith("cuda"):
+        return 1024
+    return 256 if device.startswith("mps") else 64
 
 
 def autocast_for(device: str, precision: str):
