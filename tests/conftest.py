@@ -47,6 +47,16 @@ def copy_tree(src: Path, dst: Path) -> Path:
     return dst
 
 
+def course_copy(tmp_path: Path, assignment: str = "cnn_architecture") -> Path:
+    """A course folder as an instructor keeps one: rubrics/, reference_solutions/, skeletons/."""
+    course = tmp_path / "course"
+    (course / "rubrics").mkdir(parents=True)
+    shutil.copy(RUBRICS / f"{assignment}.yaml", course / "rubrics")
+    copy_tree(REFERENCE / assignment, course / "reference_solutions" / assignment)
+    copy_tree(SKELETONS / assignment, course / "skeletons" / assignment)
+    return course
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None):
     """Run the real `grader` command in a subprocess (what a user types)."""
     full_env = dict(os.environ)

@@ -13,7 +13,7 @@ import yaml
 
 from grader import rubric
 from grader.authoring import skeleton
-from tests.conftest import REFERENCE, RUBRICS, SKELETONS, run_cli
+from tests.conftest import REFERENCE, RUBRICS, SKELETONS, course_copy, run_cli
 
 ASSIGNMENTS = sorted(p.stem for p in RUBRICS.glob("*.yaml"))
 
@@ -98,17 +98,8 @@ def test_instructor_preview_of_the_self_check(tmp_path):
     assert "The 5 hidden items (105 points)" in done.stdout
 
 
-def _course(tmp_path: Path) -> Path:
-    course = tmp_path / "course"
-    (course / "rubrics").mkdir(parents=True)
-    shutil.copy(RUBRICS / "cnn_architecture.yaml", course / "rubrics")
-    shutil.copytree(REFERENCE / "cnn_architecture", course / "reference_solutions" / "cnn_architecture")
-    shutil.copytree(SKELETONS / "cnn_architecture", course / "skeletons" / "cnn_architecture")
-    return course
-
-
 def test_bundle_refuses_a_stale_or_leaking_skeleton(tmp_path):
-    course = _course(tmp_path)
+    course = course_copy(tmp_path)
     target = course / "skeletons" / "cnn_architecture" / "resnet50_skeleton.py"
     # A hand-edited skeleton with an answer in it: refused, nothing written.
     target.write_text(target.read_text().replace("nn.MaxPool2d(#blank#, #blank#, #blank#)", "nn.MaxPool2d(3, 2, 1)"))
@@ -132,7 +123,7 @@ def test_bundle_refuses_a_stale_or_leaking_skeleton(tmp_path):
 
 
 def test_bundle_refuses_visible_items_that_need_the_reference(tmp_path):
-    course = _course(tmp_path)
+    course = course_copy(tmp_path)
     path = course / "rubrics" / "cnn_architecture.yaml"
     path.write_text(path.read_text().replace("    visibility: after_published\n", "", 1))
     done = run_cli("bundle", "cnn_architecture", "--student", "-o", str(tmp_path / "h.zip"), cwd=course)
@@ -141,7 +132,7 @@ def test_bundle_refuses_visible_items_that_need_the_reference(tmp_path):
 
 
 def test_student_bundle_with_the_instructors_checkpoints(tmp_path, cnn_checkpoints):
-    course = _course(tmp_path)
+    course = course_copy(tmp_path)
     shutil.copytree(cnn_checkpoints, course / "checkpoints" / "cnn_architecture", symlinks=True)
     out = _student_zip(tmp_path, "cnn_architecture", "--with-checkpoints", cwd=course)
     with zipfile.ZipFile(out) as z:

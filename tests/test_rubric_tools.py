@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import textwrap
-from pathlib import Path
 
 import pytest
 import yaml
@@ -17,7 +15,7 @@ from rich.console import Console
 from grader import rubric
 from grader.authoring import rubric_tools
 from grader.checks import KINDS
-from tests.conftest import REFERENCE, ROOT, RUBRICS, SKELETONS, run_cli
+from tests.conftest import ROOT, RUBRICS, course_copy, run_cli
 
 SCHEMA = ROOT / "grader" / "schema" / "rubric.schema.json"
 
@@ -117,17 +115,8 @@ def test_validate_the_course_rubrics():
     assert "warning" not in done.stdout and "error" not in done.stdout
 
 
-def _course_copy(tmp_path: Path) -> Path:
-    course = tmp_path / "course"
-    (course / "rubrics").mkdir(parents=True)
-    shutil.copy(RUBRICS / "cnn_architecture.yaml", course / "rubrics")
-    shutil.copytree(REFERENCE / "cnn_architecture", course / "reference_solutions" / "cnn_architecture")
-    shutil.copytree(SKELETONS / "cnn_architecture", course / "skeletons" / "cnn_architecture")
-    return course
-
-
 def test_validate_checks_the_rubric_against_reference_skeleton_and_visibility(tmp_path):
-    course = _course_copy(tmp_path)
+    course = course_copy(tmp_path)
     path = course / "rubrics" / "cnn_architecture.yaml"
     text = path.read_text()
     text = text.replace("target: {file: vgg16_full.py, name: vgg16}", "target: {file: vgg16_full.py, name: vgg19}")

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import ast
 import re
-import shutil
-from pathlib import Path
 
 import pytest
 
 from grader import rubric
 from grader.authoring import skeleton
-from tests.conftest import REFERENCE, RUBRICS, SKELETONS, run_cli
+from tests.conftest import REFERENCE, RUBRICS, SKELETONS, course_copy, run_cli
 
 ALL_RUBRICS = sorted(RUBRICS.glob("*.yaml"))
 
@@ -73,18 +71,8 @@ def test_files_without_markers_are_handed_out_unchanged():
 # -- the command ------------------------------------------------------------------------
 
 
-def _course(tmp_path: Path) -> Path:
-    """A course folder as an instructor keeps one: rubrics/, reference_solutions/, skeletons/."""
-    course = tmp_path / "course"
-    (course / "rubrics").mkdir(parents=True)
-    shutil.copy(RUBRICS / "cnn_architecture.yaml", course / "rubrics")
-    shutil.copytree(REFERENCE / "cnn_architecture", course / "reference_solutions" / "cnn_architecture")
-    shutil.copytree(SKELETONS / "cnn_architecture", course / "skeletons" / "cnn_architecture")
-    return course
-
-
 def test_skeleton_check_and_regenerate(tmp_path):
-    course = _course(tmp_path)
+    course = course_copy(tmp_path)
     done = run_cli("skeleton", "cnn_architecture", "--check", cwd=course)
     assert done.returncode == 0, done.stderr
     assert "cnn_architecture: up to date" in done.stdout
@@ -109,7 +97,7 @@ def test_skeleton_check_and_regenerate(tmp_path):
 
 
 def test_unbalanced_markers_are_a_usage_error_with_the_line(tmp_path):
-    course = _course(tmp_path)
+    course = course_copy(tmp_path)
     ref = course / "reference_solutions" / "cnn_architecture" / "resnet50_skeleton.py"
     lines = ref.read_text().splitlines(keepends=True)
     end = next(i for i, line in enumerate(lines) if "# END SOLUTION" in line)
