@@ -30,6 +30,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from grader.evaluate import ImageArray
+from grader.fingerprint import tree_stamp
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 CIFAR10_MEAN = [0.4914, 0.4822, 0.4465]
@@ -159,21 +160,10 @@ def _find_in(root: Path, spec: DataSpec) -> LabelledImages | None:
         return None
     kind, folder = found
     if kind == "cifar10-py":
-        return _cached(("cifar10-py", str(folder.resolve()), spec.split, _tree_stamp(folder), spec.image_size),
+        return _cached(("cifar10-py", str(folder.resolve()), spec.split, tree_stamp(folder), spec.image_size),
                        lambda: _decode_cifar_batches(folder, spec), f"CIFAR-10 {spec.split} set ({folder})")
-    return _cached(("folder", str(folder.resolve()), _tree_stamp(folder), spec.image_size),
+    return _cached(("folder", str(folder.resolve()), tree_stamp(folder), spec.image_size),
                    lambda: _decode_folder(folder, spec), f"image folder {folder}")
-
-
-def _tree_stamp(folder: Path) -> str:
-    """Cheap fingerprint of a folder's contents: names, sizes and times of its files."""
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
-        for name in sorted(filenames):
-            st = os.stat(os.path.join(dirpath, name))
-            h.update(f"{dirpath}/{name}:{st.st_size}:{int(st.st_mtime)};".encode())
-    return h.hexdigest()[:16]
 
 
 def _file_digest(path: Path) -> str:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader import datasets
+from grader.fingerprint import tree_stamp
 from grader.rubric import load as load_rubric
 
 
@@ -93,7 +94,7 @@ def _stage_data(specs, data_dir, shared: Path, notes: list[str]) -> str | None:
 
 def _copy_tree_if_changed(source: Path, target: Path) -> bool:
     stamp = target.with_name(target.name + ".staged.json")
-    want = {"source": str(source), "tree": _tree(source)}
+    want = {"source": str(source), "tree": tree_stamp(source)}
     if target.is_dir() and stamp.is_file():
         try:
             if json.loads(stamp.read_text()) == want:
@@ -109,17 +110,6 @@ def _copy_tree_if_changed(source: Path, target: Path) -> bool:
     os.replace(partial, target)
     stamp.write_text(json.dumps(want))
     return True
-
-
-def _tree(folder: Path) -> str:
-    """Names, sizes and modification times of a folder's files: a change means copying again."""
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
-        for name in sorted(filenames):
-            st = os.stat(os.path.join(dirpath, name))
-            h.update(f"{os.path.relpath(dirpath, folder)}/{name}:{st.st_size}:{st.st_mtime_ns};".encode())
-    return h.hexdigest()
 
 
 def _decode(specs, staged: Staged, original_dir: str | None) -> None:
