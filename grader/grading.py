@@ -208,6 +208,8 @@ def _checkpoint_files(rubric: Rubric, items, submission: Path, options: Options)
     for folder in [*options.checkpoint_dirs, Path(submission), *rubric.checkpoint_dirs()]:
         for name in names:
             candidate = Path(folder) / name
+            if Path(folder) == Path(submission) and candidate.is_symlink():
+                continue  # a student's link is never followed (it could name the label cache)
             if candidate.is_file():
                 found.append(str(candidate.resolve()))
     return found
