@@ -162,7 +162,8 @@ def _job(config: BatchConfig, rubric: Rubric, sub: intake.Submission, key: str, 
     out = Path(config.out).resolve()
     return {
         "student": sub.id, "name": sub.name, "folder": str(sub.folder.resolve()) if sub.folder else None,
-        "problem": sub.problem, "problem_kind": sub.failure, "notes": sub.notes, "sources": sub.sources, "fingerprint": key,
+        "problem": sub.problem, "problem_kind": sub.failure, "notes": sub.notes, "sources": sub.sources,
+        "fingerprint": key,
         "rubric": str(Path(config.rubric).resolve()), "limits": config.limits, "items": config.items,
         "options": _options_dict(config.options), "threads": threads, "out": str(out),
         "private": [str(Path(config.submissions).resolve()), str(out)],

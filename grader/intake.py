@@ -13,6 +13,11 @@ Layouts understood (see docs/batch.md):
   * the download itself as one .zip.
 Students' zips are unpacked safely (grader.unpack) into the output folder; the
 instructor's download is never modified.
+
+Student work is hostile here too: whose a file is comes only from the prefix the LMS
+writes (one LMS per download, parsed from the left), symbolic links are never followed
+(a student's folder that holds one is copied without it, and a note says so), and
+anything an upload breaks while it is read is that student's problem only.
 """
 
 from __future__ import annotations
@@ -242,7 +247,8 @@ def _split_prefix(filename: str, expected: list[str]) -> tuple[str, str] | None:
     """'alice_resnet50_skeleton.py' -> ('alice', 'resnet50_skeleton.py')."""
     for known in sorted(expected, key=len, reverse=True):
         stem, ext = os.path.splitext(known)
-        m = re.match(rf"^(?P<who>.+?)[ _\-.]+(?P<rest>{re.escape(stem)}(?:-\d+| ?\(\d+\))?{re.escape(ext)})$", filename)
+        copy = r"(?:-\d+| ?\(\d+\))?"  # a Canvas resubmission or a browser's second download
+        m = re.match(rf"^(?P<who>.+?)[ _\-.]+(?P<rest>{re.escape(stem)}{copy}{re.escape(ext)})$", filename)
         if m:
             return m["who"], m["rest"]
     return None

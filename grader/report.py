@@ -29,7 +29,8 @@ def show(report: GradeReport, console: Console, verbose: bool = False) -> None:
 
 
 def _rich(report: GradeReport, console: Console, verbose: bool) -> None:
-    table = Table(title=f"{escape(shown(report.assignment))}: {escape(shown(report.submission))}", title_justify="left", expand=False)
+    title = f"{escape(shown(report.assignment))}: {escape(shown(report.submission))}"
+    table = Table(title=title, title_justify="left", expand=False)
     table.add_column("Item", no_wrap=True)
     table.add_column("Points", justify="right", no_wrap=True)
     table.add_column("Status", no_wrap=True)
