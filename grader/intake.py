@@ -260,7 +260,7 @@ def _gradescope_names(root: Path) -> dict[str, tuple[str, str]]:
         return {}
     try:
         data = yaml.safe_load(meta.read_text()) or {}
-    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+    except (yaml.YAMLError, OSError, UnicodeDecodeError, RecursionError):
         return {}
     out = {}
     for folder, info in data.items() if isinstance(data, dict) else []:

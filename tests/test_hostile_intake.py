@@ -203,6 +203,23 @@ def test_planning_a_notebook_class_with_hostile_notebooks(tmp_path):
     assert plan.duplicates.groups == []
 
 
+def test_a_notebook_class_with_hostile_notebooks_is_graded(tmp_path):
+    root = tmp_path / "class"
+    shutil.copytree(REFERENCE / "pytorch_basics", root / "alice")
+    write(root / "bob" / "PyTorch.ipynb", "{\"cells\": " + "[" * 100_000 + "]" * 100_000 + "}")
+    write(root / "carol" / "HW3.ipynb", "this is not JSON\n")
+    out = tmp_path / "out"
+    done = run_cli("batch", str(root), "-r", str(RUBRICS / "pytorch_basics.yaml"), "-o", str(out), "--items",
+                   "three_layer_convnet", "-j", "2", timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    grades = rows(out)
+    assert grades["alice"][2] == "15" and grades["bob"][2] == "0" and grades["carol"][2] == "0"
+    bob = (out / "students" / "bob" / "feedback.md").read_text()
+    assert "PyTorch.ipynb is not a readable notebook: its JSON is nested too deeply" in bob
+    carol = (out / "students" / "carol" / "feedback.md").read_text()
+    assert "is not a readable notebook" in carol
+
+
 def lying_zip(path: Path, claimed: int = 1 << 30) -> Path:
     """A zip whose one member's header claims `claimed` bytes (it holds a few hundred)."""
     with zipfile.ZipFile(path, "w") as z:
