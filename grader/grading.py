@@ -74,7 +74,7 @@ def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, i
         cell_notes = _notebook_notes(student.load_results)
 
     # 4. Scores and the report.
-    notes = renamed + _notes(rubric, reference, selected) + cell_notes + student_notes
+    notes = renamed + _link_notes(Path(submission)) + _notes(rubric, reference, selected) + cell_notes + student_notes
     return GradeReport(assignment=rubric.assignment, submission=str(submission), results=results,
                        seconds=time.monotonic() - started, isolation=isolation, notes=notes, output=output)
 
@@ -188,6 +188,13 @@ def collect_files(folder: Path) -> tuple[dict[str, Path], list[str]]:
         else:
             files[rel.as_posix()] = path
     return files, readable
+
+
+def _link_notes(folder: Path) -> list[str]:
+    """collect_files skips symbolic links (never followed): the student is told which."""
+    from grader import intake
+
+    return intake.link_notes(intake.links(folder))
 
 
 def notebook_by_course_name(files: dict[str, Path], rubric: Rubric) -> tuple[dict[str, Path], list[str]]:

@@ -328,12 +328,9 @@ def _prepare_guarded(s: _Student, expected: list[str], staging: Path, limits: Un
 
 def _prepare(s: _Student, expected: list[str], staging: Path, limits: UnpackLimits) -> Submission:
     sub = Submission(s.id, safe_text.shown(s.name), sources=[str(p.path) for p in s.parts], notes=list(s.notes))
-    links = [link for p in s.parts if p.path.is_dir() for link in _links(p.path)]
-    sub.notes += [f"{safe_text.shown(link)} is a symbolic link; links are not followed"
-                  for link in links[:_MAX_LINK_NOTES]]
-    if len(links) > _MAX_LINK_NOTES:
-        sub.notes.append(f"{len(links) - _MAX_LINK_NOTES} more symbolic links were not followed")
-    in_place = (len(s.parts) == 1 and s.parts[0].path.is_dir() and not links
+    found_links = [link for p in s.parts if p.path.is_dir() for link in links(p.path)]
+    sub.notes += link_notes(found_links)
+    in_place = (len(s.parts) == 1 and s.parts[0].path.is_dir() and not found_links
                 and not _needs_staging(s.parts[0].path, expected))
     if in_place:
         folder = s.parts[0].path
@@ -350,7 +347,15 @@ def _prepare(s: _Student, expected: list[str], staging: Path, limits: UnpackLimi
     return sub
 
 
-def _links(folder: Path) -> list[str]:
+def link_notes(links: list[str]) -> list[str]:
+    """What the student is told about the links in their upload (never followed, never copied)."""
+    notes = [f"{safe_text.shown(link)} is a symbolic link; links are not followed" for link in links[:_MAX_LINK_NOTES]]
+    if len(links) > _MAX_LINK_NOTES:
+        notes.append(f"{len(links) - _MAX_LINK_NOTES} more symbolic links were not followed")
+    return notes
+
+
+def links(folder: Path) -> list[str]:
     """Symbolic links under `folder` (relative paths), found without following any."""
     found = []
     for dirpath, dirnames, filenames in os.walk(folder):  # os.walk does not enter linked folders

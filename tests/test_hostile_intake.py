@@ -162,6 +162,7 @@ def test_grading_never_reads_a_checkpoint_through_a_students_link(tmp_path):
     assert context.find_checkpoint("resnet50_epoch285.ckpt") != folder / "resnet50_epoch285.ckpt"
     files, readable = grading.collect_files(folder)
     assert list(files) == [RESNET] and readable == []
+    assert grading._link_notes(folder) == ["resnet50_epoch285.ckpt is a symbolic link; links are not followed"]
 
 
 # -- one student's upload breaks only that student -----------------------------------
@@ -331,6 +332,7 @@ def test_a_notebook_name_cannot_print_fake_lines_in_the_self_check(tmp_path):
     folder.mkdir()
     name = "x\n\x1b[32mPASS 15 of 15\nTOTAL      15 of 15\x1b[0m.ipynb"  # a file name cannot hold '/'
     shutil.copy(SKELETONS / "pytorch_basics" / "PyTorch.ipynb", folder / name)
+    os.symlink(tmp_path / "elsewhere.pt", folder / "challenge.pt")
     done = run_cli("check", str(folder), "-r", str(RUBRICS / "pytorch_basics.yaml"), "--items",
                    "three_layer_convnet", timeout=300)
     out = done.stdout + done.stderr
@@ -338,6 +340,7 @@ def test_a_notebook_name_cannot_print_fake_lines_in_the_self_check(tmp_path):
     assert [line for line in out.splitlines() if line.startswith("TOTAL")] == ["TOTAL       0/15"]
     assert not any(line.startswith("PASS") for line in out.splitlines())
     assert "x\\n\\x1b[32mPASS 15 of 15\\nTOTAL      15 of 15\\x1b[0m.ipynb is graded as PyTorch.ipynb" in out
+    assert "challenge.pt is a symbolic link; links are not followed" in out
 
 
 HOSTILE_ID = "eve\n\x1b[32mPASS"
