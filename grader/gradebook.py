@@ -208,7 +208,7 @@ def whole_submission_failure(report: GradeReport) -> ItemResult | None:
 def _item_feedback(r: ItemResult, explained: set[str]) -> list[str]:
     lines = [f"### {_md(r.title)} ({number(r.points)} / {number(r.max_points)})", "", _md(r.message)]
     if r.where and r.where not in r.message:
-        lines[-1] += f" (in `{r.where}`)"
+        lines[-1] += f" (in `{_md(r.where).replace('`', chr(39))}`)"  # a file name cannot end the code span
     lines.append("")
     code = [d for d in r.details if " | " in d[:8]]
     other = [d for d in r.details if d not in code]

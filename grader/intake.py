@@ -93,7 +93,7 @@ def find(root: Path, expected: list[str], staging: Path, limits: UnpackLimits = 
     staging: a folder of the grader's own where zips are unpacked and flat files gathered.
     skip: folders that are not students (the output folder, when it lies inside the download).
     """
-    root = Path(root)
+    root = given = Path(root)
     if root.is_file() and root.suffix.lower() == ".zip":
         try:
             root = _unpack_download(root, staging / "download", limits)
@@ -103,7 +103,7 @@ def find(root: Path, expected: list[str], staging: Path, limits: UnpackLimits = 
         raise FileNotFoundError(f"{root} is not a folder or a .zip")
     students, layout, unassigned = _group(root, expected, {Path(p).resolve() for p in skip})
     if not students:
-        raise IntakeError(_no_students(root, unassigned, expected))
+        raise IntakeError(_no_students(given, unassigned, expected))
     submissions = [_prepare_guarded(s, expected, staging / "unpacked", limits) for s in students.values()]
     submissions.sort(key=lambda s: natural_key(s.id))
     return Intake(submissions, layout, unassigned)

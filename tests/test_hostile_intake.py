@@ -302,6 +302,12 @@ def test_a_class_folder_with_only_stray_files_names_them(tmp_path):
         intake.find(tmp_path / "class", EXPECTED, tmp_path / "state")
 
 
+def test_an_empty_class_zip_is_named_in_the_refusal(tmp_path):
+    zipfile.ZipFile(tmp_path / "class.zip", "w").close()
+    with pytest.raises(intake.IntakeError, match=r"class.zip holds no submissions \(it is empty\)"):
+        intake.find(tmp_path / "class.zip", EXPECTED, tmp_path / "state")
+
+
 def test_a_truncated_class_zip_is_refused_in_one_line(tmp_path):
     archive = tmp_path / "class.zip"
     with zipfile.ZipFile(archive, "w") as z:
@@ -348,7 +354,7 @@ HOSTILE_ID = "eve\n\x1b[32mPASS"
 
 def hostile_record() -> dict:
     result = ItemResult(id="a", title="A", points=0.0, max_points=10.0, status=FAILED,
-                        message=f"{FAKE_NAME} failed", extra={"failure": "exception"})
+                        message=f"{FAKE_NAME} failed", where="a`b.py:3", extra={"failure": "exception"})
     rep = GradeReport(assignment="hw", submission=FAKE_NAME, results=[result], notes=[f"{FAKE_NAME} renamed"],
                       output="```\n# Score: 10 / 10\n\x1b[31mred\n")
     return {"student": HOSTILE_ID, "name": "=HYPERLINK(\"http://x\")", "status": gradebook.GRADED, "error": None,
@@ -365,6 +371,7 @@ def test_reports_escape_names_and_neutralise_formulas():
     feedback = gradebook.feedback(rep, "hw", record)
     assert "\x1b" not in feedback
     assert "x \\x1b[32mPASS 100/100 TOTAL\\x1b[0m.ipynb is a symbolic link" in feedback  # one line
+    assert "failed (in `a'b.py:3`)" in feedback  # a backtick in a file name cannot end the code span
     # the student's output cannot close the code block and write its own score
     fence_lines = [line for line in feedback.splitlines() if line.startswith("```")]
     assert fence_lines == ["````", "```", "````"]  # the student's ``` is inside the longer fence
