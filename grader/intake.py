@@ -347,11 +347,11 @@ def _prepare(s: _Student, expected: list[str], staging: Path, limits: UnpackLimi
     return sub
 
 
-def link_notes(links: list[str]) -> list[str]:
+def link_notes(found: list[str]) -> list[str]:
     """What the student is told about the links in their upload (never followed, never copied)."""
-    notes = [f"{safe_text.shown(link)} is a symbolic link; links are not followed" for link in links[:_MAX_LINK_NOTES]]
-    if len(links) > _MAX_LINK_NOTES:
-        notes.append(f"{len(links) - _MAX_LINK_NOTES} more symbolic links were not followed")
+    notes = [f"{safe_text.shown(link)} is a symbolic link; links are not followed" for link in found[:_MAX_LINK_NOTES]]
+    if len(found) > _MAX_LINK_NOTES:
+        notes.append(f"{len(found) - _MAX_LINK_NOTES} more symbolic links were not followed")
     return notes
 
 
