@@ -215,7 +215,8 @@ def _checkpoint_files(rubric: Rubric, items, submission: Path, options: Options)
     for folder in [*options.checkpoint_dirs, Path(submission), *rubric.checkpoint_dirs()]:
         for name in names:
             candidate = Path(folder) / name
-            if Path(folder) == Path(submission) and candidate.is_symlink():
+            if Path(folder) == Path(submission) and (candidate.is_symlink() or not candidate.resolve()
+                                                     .is_relative_to(Path(submission).resolve())):
                 continue  # a student's link is never followed (it could name the label cache)
             if candidate.is_file():
                 found.append(str(candidate.resolve()))

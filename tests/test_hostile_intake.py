@@ -160,9 +160,12 @@ def test_grading_never_reads_a_checkpoint_through_a_students_link(tmp_path):
     context = Context(rubric=rubric, submission=folder, student=None, reference=None, options=Options(),
                       load_data=None)
     assert context.find_checkpoint("resnet50_epoch285.ckpt") != folder / "resnet50_epoch285.ckpt"
+    os.symlink(tmp_path, folder / "up")  # a linked folder on the way is not followed either
+    assert context.find_checkpoint("up/labels.npy") is None
     files, readable = grading.collect_files(folder)
     assert list(files) == [RESNET] and readable == []
-    assert grading._link_notes(folder) == ["resnet50_epoch285.ckpt is a symbolic link; links are not followed"]
+    assert grading._link_notes(folder) == ["resnet50_epoch285.ckpt is a symbolic link; links are not followed",
+                                           "up is a symbolic link; links are not followed"]
 
 
 # -- one student's upload breaks only that student -----------------------------------
