@@ -117,7 +117,7 @@ def plan(config: BatchConfig) -> Plan:
     workers, threads = resources(config.workers, config.threads, config.options.device, rubric.limits.memory_mb)
     file_hashes, jobs, records, stale = {}, [], {}, []
     for sub in found.submissions:
-        files = fingerprint.tree(sub.folder, hashes) if sub.folder is not None else {}
+        files = _student_files(sub, hashes)
         file_hashes[sub.id] = files
         key = fingerprint.combine({**common, "files": files, "problem": sub.problem})
         previous = gradebook.load_record(out, sub.id)
@@ -138,6 +138,18 @@ def plan(config: BatchConfig) -> Plan:
     return Plan(rubric, items, found, jobs, records, stale, workers, threads, dupes, data_notes)
 
 
+def _student_files(sub: intake.Submission, hashes: fingerprint.FileHashes) -> dict[str, str]:
+    """The student's file hashes; a file that cannot be read makes that student unreadable, no one else."""
+    if sub.folder is None:
+        return {}
+    try:
+        return fingerprint.tree(sub.folder, hashes)
+    except (OSError, ValueError, RecursionError) as e:
+        sub.problem = sub.problem or f"the submission could not be read: {type(e).__name__}: {e}"
+        sub.folder = None
+        return {}
+
+
 def _final(record: dict) -> bool:
     """Graded, and without an item the grader itself failed on (those are retried)."""
     if record.get("status") != gradebook.GRADED:
@@ -150,7 +162,8 @@ def _job(config: BatchConfig, rubric: Rubric, sub: intake.Submission, key: str, 
     out = Path(config.out).resolve()
     return {
         "student": sub.id, "name": sub.name, "folder": str(sub.folder.resolve()) if sub.folder else None,
-        "problem": sub.problem, "notes": sub.notes, "sources": sub.sources, "fingerprint": key,
+        "problem": sub.problem, "problem_kind": sub.failure, "notes": sub.notes, "sources": sub.sources,
+        "fingerprint": key,
         "rubric": str(Path(config.rubric).resolve()), "limits": config.limits, "items": config.items,
         "options": _options_dict(config.options), "threads": threads, "out": str(out),
         "private": [str(Path(config.submissions).resolve()), str(out)],
@@ -250,7 +263,7 @@ def run_job(job: dict, on_progress: Callable[[str], None] | None = None) -> dict
     report = None
     try:
         if job["problem"]:
-            report = unreadable(rubric, job["items"], job["problem"])
+            report = unreadable(rubric, job["items"], job["problem"], job.get("problem_kind", "submission"))
         else:
             _set_threads(job["threads"])
             reuse = Reuse.open(job.get("reuse"))
@@ -266,10 +279,10 @@ def run_job(job: dict, on_progress: Callable[[str], None] | None = None) -> dict
     return record
 
 
-def unreadable(rubric: Rubric, items: list[str] | None, problem: str) -> GradeReport:
-    """Every item at zero, with the reason the submission could not be read."""
+def unreadable(rubric: Rubric, items: list[str] | None, problem: str, kind: str = "submission") -> GradeReport:
+    """Every item at zero, with the reason the submission could not be read (kind: submission | empty)."""
     results = [ItemResult(id=i.id, title=i.title or i.id, points=0.0, max_points=i.points, status=FAILED,
-                          message=f"not graded: {problem}", visibility=i.visibility, extra={"failure": "submission"})
+                          message=f"not graded: {problem}", visibility=i.visibility, extra={"failure": kind})
                for i in rubric.select(items)]
     return GradeReport(assignment=rubric.assignment, submission="", results=results)
 

@@ -307,6 +307,7 @@ def batch(
     from grader import batch as batch_module
     from grader import progress
     from grader.executors import ExecutorError
+    from grader.intake import IntakeError
     from grader.unpack import UnpackLimits
 
     if not submissions.exists():
@@ -336,7 +337,7 @@ def batch(
     console = Console()
     try:
         result = batch_module.run(config, progress.for_console(console), executor=cluster)
-    except (RubricError, FileNotFoundError) as e:
+    except (RubricError, FileNotFoundError, IntakeError) as e:
         _fail_usage(str(e))
     except ExecutorError as e:  # e.g. sbatch refused the jobs
         _fail_usage(str(e))

@@ -25,6 +25,7 @@ from pathlib import Path
 
 CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth", ".safetensors", ".bin", ".tar")
 SAME_AS_REFERENCE = "identical to the reference solution (expected for correct answers)"
+MAX_CODE_BYTES = 20 << 20  # larger "code" is not compared (no assignment's answer is this big)
 
 
 @dataclass
@@ -87,28 +88,33 @@ def find(folders: dict[str, Path], files: list[str], file_hashes: dict[str, dict
 
 
 def code_fingerprint(path: Path) -> str | None:
-    """A hash of the file's code with comments, spacing and self-chosen names normalised."""
+    """A hash of the file's code with comments, spacing and self-chosen names normalised;
+    None for a file that cannot be compared (unreadable, too large, too deeply nested).
+
+    The file is a student's: whatever it holds costs that student's comparison only."""
     try:
+        if path.is_symlink() or path.stat().st_size > MAX_CODE_BYTES:
+            return None
         text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
+        if path.suffix == ".ipynb":
+            text = notebook_code(text)
+        return hashlib.sha256(normalise(text).encode()).hexdigest()
+    except (OSError, ValueError, RecursionError, MemoryError):
         return None
-    if path.suffix == ".ipynb":
-        text = notebook_code(text)
-    return hashlib.sha256(normalise(text).encode()).hexdigest()
 
 
 def notebook_code(text: str) -> str:
     """The code cells of a notebook, without IPython magics and shell lines."""
     try:
         cells = json.loads(text).get("cells", [])
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):  # RecursionError: JSON nested thousands deep
         return text
     lines = []
-    for cell in cells:
-        if cell.get("cell_type") != "code":
+    for cell in cells if isinstance(cells, list) else []:
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
         source = cell.get("source", "")
-        source = "".join(source) if isinstance(source, list) else str(source)
+        source = "".join(str(s) for s in source) if isinstance(source, list) else str(source)
         lines.extend(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
         lines.append("")
     return "\n".join(lines)
@@ -117,11 +123,13 @@ def notebook_code(text: str) -> str:
 def normalise(code: str) -> str:
     try:
         tree = ast.parse(code)
-    except (SyntaxError, ValueError):
+        bound, attrs = _bound_names(tree)
+        tree = _Canonical(bound, attrs).visit(tree)
+        return ast.dump(tree, annotate_fields=False, include_attributes=False)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        # Does not parse, or nests deeper than Python's recursion allows (a 600-term sum):
+        # compared as text, which needs no recursion.
         return _normalise_text(code)
-    bound, attrs = _bound_names(tree)
-    tree = _Canonical(bound, attrs).visit(tree)
-    return ast.dump(tree, annotate_fields=False, include_attributes=False)
 
 
 def _normalise_text(code: str) -> str:
@@ -212,12 +220,13 @@ class _Canonical(ast.NodeTransformer):
 def write_csv(found: Found, path: Path, names: dict[str, str]) -> None:
     """duplicates.csv: one row per student in each group."""
     from grader.gradebook import atomic_write
+    from grader.safe_text import csv_cell
 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["group", "kind", "file", "group_size", "student", "name", "note", "fingerprint"])
     for number, group in enumerate(found.groups, start=1):
         for student in group.students:
-            writer.writerow([number, group.kind, group.file, len(group.students), student, names.get(student, ""),
-                             group.note, group.fingerprint])
+            writer.writerow([number, group.kind, csv_cell(group.file), len(group.students), csv_cell(student),
+                             csv_cell(names.get(student, "")), group.note, group.fingerprint])
     atomic_write(path, buf.getvalue())

@@ -25,6 +25,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from grader.results import ERROR, PARTIAL, SKIPPED, UNCERTAIN, GradeReport, ItemResult
+from grader.safe_text import csv_cell, fence, shown
 
 GRADED, NOT_GRADED = "graded", "error"
 
@@ -33,6 +34,8 @@ GRADED, NOT_GRADED = "graded", "error"
 REASONS: dict[str, tuple[str, str]] = {
     "submission": ("submission unreadable", "Your upload could not be read as a submission. Check that it is a "
                    "plain .zip (no password) or the files themselves, with the names the assignment asks for."),
+    "empty": ("empty submission", "Your submission holds no files. Upload the files the assignment names "
+              "(or one .zip of them) and ask your instructor to grade it again."),
     "missing": ("missing file or name", "A file, class or function the assignment asks for was not found. Check "
                 "the file names and the names of your classes and functions against the handout."),
     "syntax": ("syntax error", "Python could not read this file. Fix the line shown; the real mistake is often "
@@ -122,7 +125,8 @@ def grades_csv(items: list[str], records: list[dict]) -> str:
     for record in records:
         report = report_of(record) if record.get("status") == GRADED else None
         points = {r.id: r.points for r in report.results} if report else {}
-        writer.writerow([record["student"], record.get("name", ""), *[number(points.get(i)) for i in items],
+        writer.writerow([csv_cell(record["student"]), csv_cell(record.get("name", "")),
+                         *[number(points.get(i)) for i in items],
                          number(report.score) if report else ""])
     return buf.getvalue()
 
@@ -171,7 +175,11 @@ def feedback(report: GradeReport, title: str, record: dict) -> str:
         lines.append(f"| {_md(r.title)} | {number(r.points)} / {number(r.max_points)} | {result} |")
     lines.append("")
     lost = [r for r in report.results if reason_of(r) is not None and r.visibility != "hidden"]
-    if lost:
+    whole = whole_submission_failure(report)
+    if whole is not None:
+        lines += ["## What to fix", "", _md(whole.message), "", f"*What this means:* {REASONS[reason_of(whole)][1]}",
+                  ""]
+    elif lost:
         lines += ["## What to fix", ""]
         explained: set[str] = set()
         for r in lost:
@@ -183,20 +191,30 @@ def feedback(report: GradeReport, title: str, record: dict) -> str:
         lines += ["## Notes", ""] + [f"- {_md(n)}" for n in notes] + [""]
     output = report.output.strip()
     if output and lost:
-        tail = output[-3000:].splitlines()[-30:]
-        lines += ["## What your code printed (last lines)", "", "```", *tail, "```", ""]
+        tail = shown(output[-3000:], keep_newlines=True).splitlines()[-30:]
+        lines += ["## What your code printed (last lines)", "", fence(tail), *tail, fence(tail), ""]
     return "\n".join(lines)
+
+
+def whole_submission_failure(report: GradeReport) -> ItemResult | None:
+    """The one result that stands for all, when no item could be graded for one reason
+    (an empty or unreadable upload): said once, not once per item."""
+    results = report.results
+    if not results or any((r.extra or {}).get("failure") not in ("submission", "empty") for r in results):
+        return None
+    return results[0] if len({r.message for r in results}) == 1 else None
 
 
 def _item_feedback(r: ItemResult, explained: set[str]) -> list[str]:
     lines = [f"### {_md(r.title)} ({number(r.points)} / {number(r.max_points)})", "", _md(r.message)]
     if r.where and r.where not in r.message:
-        lines[-1] += f" (in `{r.where}`)"
+        lines[-1] += f" (in `{_md(r.where).replace('`', chr(39))}`)"  # a file name cannot end the code span
     lines.append("")
     code = [d for d in r.details if " | " in d[:8]]
     other = [d for d in r.details if d not in code]
     if code:
-        lines += ["```", *code, "```", ""]
+        code = [shown(line) for line in code]
+        lines += [fence(code), *code, fence(code), ""]
     if other:
         lines += [f"- {_md(d)}" for d in other[:12]]
         if len(other) > 12:
@@ -210,7 +228,8 @@ def _item_feedback(r: ItemResult, explained: set[str]) -> list[str]:
 
 
 def _md(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """One line of Markdown from text that may come from a student: escaped, no table breaks."""
+    return shown(str(text).replace("\r\n", " ").replace("\n", " ")).replace("|", "\\|")
 
 
 # -- the class summary ------------------------------------------------------------
@@ -361,7 +380,7 @@ def summary_markdown(s: Summary) -> str:
         lines.append(f"e.g. {_md(s.examples.get(reason, ''))}")
         lines.append("")
         for student, items in students.items():
-            lines.append(f"- {_md(student)}: {', '.join(items)}")
+            lines.append(f"- {_md(student)}: {_md(', '.join(items))}")
         lines.append("")
     if s.errors:
         lines += ["## Not graded", ""] + [f"- {_md(st)}: {_md(why)}" for st, why in s.errors] + [""]
@@ -382,7 +401,7 @@ def summary_markdown(s: Summary) -> str:
         for student, item, whom, how in s.reused:
             groups.setdefault((item, whom, how), []).append(student)
         for (item, whom, how), students in groups.items():
-            lines.append(f"| `{item}` | {_md(whom)} | {how} | {len(students)}: {_md(', '.join(students))} |")
+            lines.append(f"| `{_md(item)}` | {_md(whom)} | {_md(how)} | {len(students)}: {_md(', '.join(students))} |")
         lines.append("")
     if s.intake:
         lines += ["## Intake", ""] + [f"- {_md(n)}" for n in s.intake] + [""]
@@ -417,13 +436,14 @@ def show_summary(s: Summary, console: Console) -> None:
     if s.failures:
         say("failures by reason:")
         for reason, students in s.failures.items():
-            names = ", ".join(list(students)[:8]) + (" ..." if len(students) > 8 else "")
+            names = ", ".join(shown(st) for st in list(students)[:8]) + (" ..." if len(students) > 8 else "")
             say(f"  {reason_label(reason)} ({len(students)}): {names}" if plain
                 else f"  [red]{escape(reason_label(reason))}[/] ({len(students)}): {escape(names)}")
     for student, why in s.errors:
+        student, why = shown(student), shown(why)
         say(f"not graded: {student}: {why}" if plain else f"[magenta]not graded:[/] {escape(student)}: {escape(why)}")
     if s.reused:
         say(f"reused: {len(s.reused)} item results from identical code or equivalent models (summary.md lists "
             "them; --no-reuse grades everything afresh)")
     if s.slowest:
-        say("slowest: " + ", ".join(f"{st} {sec:.1f} s" for st, sec in s.slowest))
+        say("slowest: " + ", ".join(f"{shown(st)} {sec:.1f} s" for st, sec in s.slowest))

@@ -74,7 +74,7 @@ def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, i
         cell_notes = _notebook_notes(student.load_results)
 
     # 4. Scores and the report.
-    notes = renamed + _notes(rubric, reference, selected) + cell_notes + student_notes
+    notes = renamed + _link_notes(Path(submission)) + _notes(rubric, reference, selected) + cell_notes + student_notes
     return GradeReport(assignment=rubric.assignment, submission=str(submission), results=results,
                        seconds=time.monotonic() - started, isolation=isolation, notes=notes, output=output)
 
@@ -190,6 +190,13 @@ def collect_files(folder: Path) -> tuple[dict[str, Path], list[str]]:
     return files, readable
 
 
+def _link_notes(folder: Path) -> list[str]:
+    """collect_files skips symbolic links (never followed): the student is told which."""
+    from grader import intake
+
+    return intake.link_notes(intake.links(folder))
+
+
 def notebook_by_course_name(files: dict[str, Path], rubric: Rubric) -> tuple[dict[str, Path], list[str]]:
     """Students rename notebooks ("PyTorch (1).ipynb", "HW05_2021.ipynb"): the only notebook of a
     submission stands for the only notebook the rubric names."""
@@ -208,6 +215,9 @@ def _checkpoint_files(rubric: Rubric, items, submission: Path, options: Options)
     for folder in [*options.checkpoint_dirs, Path(submission), *rubric.checkpoint_dirs()]:
         for name in names:
             candidate = Path(folder) / name
+            if Path(folder) == Path(submission) and (candidate.is_symlink() or not candidate.resolve()
+                                                     .is_relative_to(Path(submission).resolve())):
+                continue  # a student's link is never followed (it could name the label cache)
             if candidate.is_file():
                 found.append(str(candidate.resolve()))
     return found

@@ -13,6 +13,11 @@ Layouts understood (see docs/batch.md):
   * the download itself as one .zip.
 Students' zips are unpacked safely (grader.unpack) into the output folder; the
 instructor's download is never modified.
+
+Student work is hostile here too: whose a file is comes only from the prefix the LMS
+writes (one LMS per download, parsed from the left), symbolic links are never followed
+(a student's folder that holds one is copied without it, and a note says so), and
+anything an upload breaks while it is read is that student's problem only.
 """
 
 from __future__ import annotations
@@ -27,16 +32,24 @@ from pathlib import Path
 
 import yaml
 
-from grader import unpack
+from grader import safe_text, unpack
 from grader.unpack import JUNK, UnpackLimits, UnpackRefused
 
+# Each LMS writes a prefix before the student's own file name.  Names are parsed from the
+# left, up to the end of that prefix, and no further: whatever the student called the file
+# (even "x_alice_attempt_2099-12-31-23-59-59_main.py") is never read for whose it is.
 _MOODLE = re.compile(r"^(?P<name>.+?)_(?P<id>\d+)_assignsubmission_(?P<plugin>[a-z]+)_(?P<rest>.*)$")
 _CANVAS = re.compile(r"^(?P<name>[a-z0-9\-]+?)(?P<late>_late)?_(?P<id>\d+)_(?P<sub>\d+)_(?P<rest>.+)$", re.I)
-_BLACKBOARD = re.compile(r"^(?P<assignment>.+)_(?P<id>[^_]+)_attempt_(?P<stamp>\d{4}(?:-\d{2}){5})"
-                         r"(?:_(?P<rest>.+)|\.txt)$")
-_RESUBMITTED = re.compile(r"^(?P<stem>.+?)-(?P<n>\d+)(?P<ext>\.[A-Za-z0-9]+)$")
+_BLACKBOARD = re.compile(r"^(?P<head>.+?)_attempt_(?P<stamp>\d{4}(?:-\d{2}){5})(?:_(?P<rest>.+)|\.txt)$")
+# 'main-1.py' (Canvas, a resubmission) and 'main (1).py' (a browser's second download).
+_RESUBMITTED = re.compile(r"^(?P<stem>.+?)(?:-\d+| ?\(\d+\))(?P<ext>\.[A-Za-z0-9]+)$")
 _IGNORED = {"submission_metadata.yml", "index.html"}
 _MAX_DEPTH = 5
+_MAX_LINK_NOTES = 5
+
+
+class IntakeError(Exception):
+    """The download as a whole cannot be used (not one student's problem); the message says why."""
 
 
 @dataclass
@@ -47,6 +60,7 @@ class Submission:
     sources: list[str] = field(default_factory=list)  # what it was made from, in the download
     notes: list[str] = field(default_factory=list)  # what intake did, for the instructor and the student
     problem: str | None = None  # why it cannot be graded at all
+    failure: str = "submission"  # the kind of problem: submission (unreadable) | empty
 
 
 @dataclass
@@ -79,15 +93,28 @@ def find(root: Path, expected: list[str], staging: Path, limits: UnpackLimits = 
     staging: a folder of the grader's own where zips are unpacked and flat files gathered.
     skip: folders that are not students (the output folder, when it lies inside the download).
     """
-    root = Path(root)
+    root = given = Path(root)
     if root.is_file() and root.suffix.lower() == ".zip":
-        root = _unpack_download(root, staging / "download", limits)
+        try:
+            root = _unpack_download(root, staging / "download", limits)
+        except UnpackRefused as e:
+            raise IntakeError(f"the class download cannot be used: {e}; download it again") from None
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder or a .zip")
     students, layout, unassigned = _group(root, expected, {Path(p).resolve() for p in skip})
-    submissions = [_prepare(s, expected, staging / "unpacked", limits) for s in students.values()]
+    if not students:
+        raise IntakeError(_no_students(given, unassigned, expected))
+    submissions = [_prepare_guarded(s, expected, staging / "unpacked", limits) for s in students.values()]
     submissions.sort(key=lambda s: natural_key(s.id))
     return Intake(submissions, layout, unassigned)
+
+
+def _no_students(root: Path, unassigned: list[str], expected: list[str]) -> str:
+    if not unassigned:
+        return f"{root} holds no submissions (it is empty): give the folder or .zip with the students' work"
+    shown = ", ".join(safe_text.shown(n) for n in unassigned[:3]) + (" ..." if len(unassigned) > 3 else "")
+    return (f"{root} holds no submissions: none of its {len(unassigned)} files ({shown}) is a student's folder, "
+            f"zip or a file named like {expected[0] if expected else 'the assignment asks'}")
 
 
 def natural_key(text: str):
@@ -98,11 +125,18 @@ def natural_key(text: str):
 
 
 def _group(root: Path, expected: list[str], skip: set[Path]) -> tuple[dict[str, _Student], str, list[str]]:
-    entries = sorted(p for p in root.iterdir() if not _junk(p.name) and p.resolve() not in skip)
+    entries, unassigned = [], []
+    for p in sorted(root.iterdir()):
+        if _junk(p.name) or p.name in _IGNORED or p.absolute() in skip or p.resolve() in skip:
+            continue
+        if p.is_symlink():  # never followed: it could point at anything on the instructor's disk
+            unassigned.append(f"{p.name} (a symbolic link; links are not followed)")
+            continue
+        entries.append(p)
     gradescope = _gradescope_names(root)
+    lms = _choose_lms(entries)
     students: dict[str, _Student] = {}
     layouts: set[str] = set()
-    unassigned = []
 
     def student(key: str, name: str = "") -> _Student:
         s = students.setdefault(key, _Student(key))
@@ -110,12 +144,10 @@ def _group(root: Path, expected: list[str], skip: set[Path]) -> tuple[dict[str, 
         return s
 
     for path in entries:
-        if path.name in _IGNORED:
-            continue
-        parsed = _parse_lms(path, expected)
+        parsed = lms.parse(path) if lms is not None else None
         if parsed is not None:
-            layout, key, name, rest, attempt = parsed
-            layouts.add(layout)
+            key, name, rest, attempt = parsed
+            layouts.add(lms.layout)
             if rest is None and path.is_file():  # Blackboard's attempt description
                 student(key, name or _blackboard_name(path))
                 continue
@@ -140,30 +172,83 @@ def _group(root: Path, expected: list[str], skip: set[Path]) -> tuple[dict[str, 
     return _safe_ids(students), " + ".join(sorted(layouts)) or "empty", unassigned
 
 
-def _parse_lms(path: Path, expected: list[str]):
-    """(layout, student key, name, the student's file name or None, attempt) for LMS names."""
-    name = path.name
-    m = _MOODLE.match(name)
-    if m:
+class _Lms:
+    """One LMS's naming: parse(path) -> (student key, name, the student's file name or None, attempt)."""
+
+    layout = ""
+
+    def matches(self, path: Path) -> bool:
+        return self.parse(path) is not None
+
+    def parse(self, path: Path):
+        raise NotImplementedError
+
+
+class _Moodle(_Lms):
+    layout = "Moodle download"
+
+    def parse(self, path: Path):
+        m = _MOODLE.match(path.name)  # non-greedy: the first '_<id>_assignsubmission_' is Moodle's
+        if not m:
+            return None
         rest = m["rest"] if path.is_file() else None
         if path.is_file() and m["plugin"] != "file":
             rest = f"{m['plugin']}_{rest}"  # online text and the like: kept, never graded
-        return "Moodle download", m["id"], m["name"], rest, ""
-    m = _BLACKBOARD.match(name)
-    if m:
-        return "Blackboard download", m["id"], "", m["rest"], m["stamp"]
-    m = _CANVAS.match(name) if path.is_file() else None
-    if m:
-        note = " (late)" if m["late"] else ""
-        return "Canvas download", m["id"], m["name"] + note, m["rest"], ""
-    return None
+        return m["id"], m["name"], rest, ""
+
+
+class _Blackboard(_Lms):
+    """`<Assignment>_<username>_attempt_<stamp>_<file>`: the first '_attempt_<stamp>' is Blackboard's;
+    the assignment is the part every student's names share, the username what follows it."""
+
+    layout = "Blackboard download"
+
+    def __init__(self, entries: list[Path]):
+        heads = {m["head"] for m in (_BLACKBOARD.match(p.name) for p in entries) if m}
+        common = os.path.commonprefix(sorted(heads)) if len(heads) > 1 else ""
+        self.assignment = common[:common.rfind("_") + 1]
+
+    def parse(self, path: Path):
+        m = _BLACKBOARD.match(path.name)
+        if not m:
+            return None
+        head = m["head"]
+        user = head[len(self.assignment):] if self.assignment and head.startswith(self.assignment) else ""
+        if not user:
+            user = head.rsplit("_", 1)[-1]
+        return user, "", m["rest"], m["stamp"]
+
+
+class _Canvas(_Lms):
+    layout = "Canvas download"
+
+    def parse(self, path: Path):
+        m = _CANVAS.match(path.name) if path.is_file() else None
+        if not m:
+            return None
+        return m["id"], m["name"] + (" (late)" if m["late"] else ""), m["rest"], ""
+
+
+def _choose_lms(entries: list[Path]) -> _Lms | None:
+    """The LMS whose names most entries have (one download comes from one LMS).
+
+    A student's own file name can look like another LMS's prefix, but only inside the real
+    LMS's name, which the real LMS's pattern also matches: it never outnumbers the real one.
+    Ties go to the more specific pattern (Moodle, then Blackboard, then Canvas)."""
+    best, best_count = None, 0
+    for lms in (_Moodle(), _Blackboard(entries), _Canvas()):
+        count = sum(lms.matches(p) for p in entries)
+        if count > best_count:
+            best, best_count = lms, count
+    return best
 
 
 def _split_prefix(filename: str, expected: list[str]) -> tuple[str, str] | None:
     """'alice_resnet50_skeleton.py' -> ('alice', 'resnet50_skeleton.py')."""
     for known in sorted(expected, key=len, reverse=True):
         stem, ext = os.path.splitext(known)
-        m = re.match(rf"^(?P<who>.+?)[ _\-.]+(?P<rest>{re.escape(stem)}(?:-\d+)?{re.escape(ext)})$", filename)
+        copy = r"(?:-\d+| ?\(\d+\))?"  # a Canvas resubmission or a browser's second download
+        m = re.match(rf"^(?P<who>.+?)[ _\-.]+(?P<rest>{re.escape(stem)}{copy}{re.escape(ext)})$", filename)
         if m:
             return m["who"], m["rest"]
     return None
@@ -175,7 +260,7 @@ def _gradescope_names(root: Path) -> dict[str, tuple[str, str]]:
         return {}
     try:
         data = yaml.safe_load(meta.read_text()) or {}
-    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+    except (yaml.YAMLError, OSError, UnicodeDecodeError, RecursionError):
         return {}
     out = {}
     for folder, info in data.items() if isinstance(data, dict) else []:
@@ -219,7 +304,8 @@ def _safe_ids(students: dict[str, _Student]) -> dict[str, _Student]:
 
 def safe_id(text: str) -> str:
     """A student key usable as a folder name: no separators, control characters or leading dots."""
-    clean = re.sub(r"[\x00-\x1f/\\:*?\"<>|]+", "_", text).strip(" .")
+    clean = re.sub(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff/\\:*?\"<>|]+", "_",
+                   text).strip(" .")
     return clean or "student"
 
 
@@ -230,9 +316,22 @@ def _junk(name: str) -> bool:
 # -- preparing each student's folder -------------------------------------------------
 
 
+def _prepare_guarded(s: _Student, expected: list[str], staging: Path, limits: UnpackLimits) -> Submission:
+    """_prepare, where anything a student's upload breaks is that student's problem only."""
+    try:
+        return _prepare(s, expected, staging, limits)
+    except (OSError, ValueError, RecursionError, MemoryError) as e:
+        sub = Submission(s.id, s.name, sources=[str(p.path) for p in s.parts], notes=list(s.notes))
+        sub.problem = f"the submission could not be read: {type(e).__name__}: {safe_text.shown(e)}"
+        return sub
+
+
 def _prepare(s: _Student, expected: list[str], staging: Path, limits: UnpackLimits) -> Submission:
-    sub = Submission(s.id, s.name, sources=[str(p.path) for p in s.parts], notes=list(s.notes))
-    in_place = len(s.parts) == 1 and s.parts[0].path.is_dir() and not _needs_staging(s.parts[0].path, expected)
+    sub = Submission(s.id, safe_text.shown(s.name), sources=[str(p.path) for p in s.parts], notes=list(s.notes))
+    found_links = [link for p in s.parts if p.path.is_dir() for link in links(p.path)]
+    sub.notes += link_notes(found_links)
+    in_place = (len(s.parts) == 1 and s.parts[0].path.is_dir() and not found_links
+                and not _needs_staging(s.parts[0].path, expected))
     if in_place:
         folder = s.parts[0].path
     else:
@@ -243,9 +342,28 @@ def _prepare(s: _Student, expected: list[str], staging: Path, limits: UnpackLimi
             sub.problem = f"the submission could not be unpacked: {e}"
             return sub
     sub.folder = _code_root(folder, expected, sub.notes)
-    if not any(p.is_file() for p in sub.folder.rglob("*")):
-        sub.problem = "the submission is empty"
+    if next(_walk(sub.folder), None) is None:
+        sub.problem, sub.failure = "the submission is empty (no files)", "empty"
     return sub
+
+
+def link_notes(found: list[str]) -> list[str]:
+    """What the student is told about the links in their upload (never followed, never copied)."""
+    notes = [f"{safe_text.shown(link)} is a symbolic link; links are not followed" for link in found[:_MAX_LINK_NOTES]]
+    if len(found) > _MAX_LINK_NOTES:
+        notes.append(f"{len(found) - _MAX_LINK_NOTES} more symbolic links were not followed")
+    return notes
+
+
+def links(folder: Path) -> list[str]:
+    """Symbolic links under `folder` (relative paths), found without following any."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):  # os.walk does not enter linked folders
+        for name in sorted(dirnames + filenames):
+            path = Path(dirpath, name)
+            if path.is_symlink() and not _junk(name):
+                found.append(path.relative_to(folder).as_posix())
+    return sorted(found)
 
 
 def _needs_staging(folder: Path, expected: list[str]) -> bool:
@@ -368,7 +486,11 @@ def _unpack_download(archive: Path, target: Path, limits: UnpackLimits) -> Path:
     marker = target.with_name(target.name + ".json")
     st = archive.stat()
     signature = f"{archive.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-    if not (target.is_dir() and marker.is_file() and json.loads(marker.read_text()).get("signature") == signature):
+    try:
+        saved = json.loads(marker.read_text()).get("signature")
+    except (OSError, ValueError, AttributeError):
+        saved = None
+    if not (target.is_dir() and saved == signature):
         unpack.clear(target)
         class_limits = UnpackLimits(max_bytes=limits.max_bytes * 1000, max_files=limits.max_files * 1000)
         unpack.unpack(archive, target, class_limits, nested=False)

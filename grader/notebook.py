@@ -90,6 +90,8 @@ def read_cells(path: Path) -> list[Cell]:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise NotebookError(f"{Path(path).name} is not a readable notebook: {e}") from None
+    except RecursionError:  # JSON nested thousands deep: no notebook is
+        raise NotebookError(f"{Path(path).name} is not a readable notebook: its JSON is nested too deeply") from None
     if not isinstance(data, dict):
         raise NotebookError(f"{Path(path).name} is not a Jupyter notebook (no cells)")
     raw_cells = data.get("cells")

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from grader import gradebook
 from grader.batch import Display, Plan
+from grader.safe_text import shown
 
 
 def for_console(console: Console) -> Display:
@@ -24,6 +25,8 @@ def _failed_items(record: dict) -> list[tuple[str, str]]:
     report = gradebook.report_of(record) if record.get("status") == gradebook.GRADED else None
     if report is None:
         return []
+    if gradebook.whole_submission_failure(report) is not None:  # one reason for all items: said once
+        return [("every item", gradebook.reason_label(gradebook.reason_of(report.results[0])))]
     out = []
     for r in report.results:
         reason = gradebook.reason_of(r)
@@ -41,11 +44,14 @@ def _score(record: dict) -> str:
 
 def _plan_lines(plan: Plan) -> list[str]:
     total = len(plan.intake.submissions)
-    kept = total - len(plan.jobs)
+    kept = len(plan.records) - len(plan.stale)  # graded earlier, and still current
+    others = [f"{len(plan.stale)} shown from an earlier run"] if plan.stale else []
+    unselected = total - len(plan.jobs) - len(plan.records)  # --student: never graded, not asked for now
+    others += [f"{unselected} not graded (not selected)"] if unselected else []
     lines = [f"{plan.rubric.assignment}: {total} students ({plan.intake.layout}); grading {len(plan.jobs)}, "
-             f"{kept} unchanged since the last run; {plan.workers} at a time, {plan.threads} thread"
-             f"{'s' * (plan.threads != 1)} each"]
-    lines += [f"note: {n}" for n in plan.data_notes]
+             f"{kept} unchanged since the last run{''.join(', ' + o for o in others)}; {plan.workers} at a time, "
+             f"{plan.threads} thread{'s' * (plan.threads != 1)} each"]
+    lines += [f"note: {shown(n)}" for n in plan.data_notes]
     if plan.intake.unassigned:
         lines.append(f"note: {len(plan.intake.unassigned)} files belong to no student (see summary.md)")
     return lines
@@ -77,16 +83,16 @@ class PlainDisplay(Display):
             self._say(text)
 
     def note(self, text: str) -> None:
-        self._say(f"note: {text}")
+        self._say(f"note: {shown(text)}")
 
     def finished(self, record: dict) -> None:
         self.done += 1
         width = len(str(self.total))
-        line = f"[{self.done:>{width}}/{self.total}] {record['student']}: {_score(record)}"
+        line = f"[{self.done:>{width}}/{self.total}] {shown(record['student'])}: {_score(record)}"
         if record.get("seconds") is not None:
             line += f" in {record['seconds']:.1f} s"
         if record.get("status") != gradebook.GRADED:
-            line += f"; {record.get('error')}"
+            line += f"; {shown(record.get('error'))}"
         failed = _failed_items(record)
         if failed:
             line += "; lost points: " + ", ".join(f"{item} ({why})" for item, why in failed)
@@ -126,7 +132,7 @@ class LiveDisplay(Display):
         self.queue_text = text
 
     def note(self, text: str) -> None:
-        self.console.print(f"[dim]note:[/] {escape(text)}")
+        self.console.print(f"[dim]note:[/] {escape(shown(text))}")
 
     def finished(self, record: dict) -> None:
         self.running.pop(record["student"], None)
@@ -134,21 +140,22 @@ class LiveDisplay(Display):
         failed = _failed_items(record)
         if record.get("status") != gradebook.GRADED:
             self.failed_students += 1
-            self.failures.append(f"[magenta]{escape(record['student'])}[/]: not graded: {escape(record['error'])}")
+            self.failures.append(f"[magenta]{escape(shown(record['student']))}[/]: not graded: "
+                                 f"{escape(shown(record['error']))}")
         elif failed:
             self.failed_students += 1
             reasons = sorted({why for _, why in failed})
-            self.failures.append(f"[red]{escape(record['student'])}[/] {_score(record)}: "
+            self.failures.append(f"[red]{escape(shown(record['student']))}[/] {_score(record)}: "
                                  f"{escape(', '.join(reasons))} ({len(failed)} item{'s' * (len(failed) != 1)})")
 
     def _render(self):
         parts = [self.bar]
         if self.queue_text:
-            parts.append(escape(self.queue_text))
+            parts.append(escape(shown(self.queue_text)))
         if self.running:
             table = Table(show_header=False, box=None, padding=(0, 1))
             for student, text in sorted(self.running.items()):
-                table.add_row(f"[cyan]{escape(student)}[/]", escape(text))
+                table.add_row(f"[cyan]{escape(shown(student))}[/]", escape(shown(text)))
             parts.append(table)
         if self.failures:
             parts.append(f"[bold]lost points[/] ({self.failed_students} students so far, latest):")

@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from grader.results import FAILED, PARTIAL, PASSED, SKIPPED, UNCERTAIN, GradeReport, ItemResult
+from grader.safe_text import shown
 
 _LABEL = {PASSED: "PASS", PARTIAL: "PART", FAILED: "FAIL", SKIPPED: "SKIP", UNCERTAIN: "UNSURE", "error": "ERROR"}
 _STYLE = {PASSED: "green", PARTIAL: "yellow", FAILED: "red", SKIPPED: "dim", UNCERTAIN: "yellow", "error": "magenta"}
@@ -28,14 +29,15 @@ def show(report: GradeReport, console: Console, verbose: bool = False) -> None:
 
 
 def _rich(report: GradeReport, console: Console, verbose: bool) -> None:
-    table = Table(title=f"{report.assignment}: {escape(report.submission)}", title_justify="left", expand=False)
+    title = f"{escape(shown(report.assignment))}: {escape(shown(report.submission))}"
+    table = Table(title=title, title_justify="left", expand=False)
     table.add_column("Item", no_wrap=True)
     table.add_column("Points", justify="right", no_wrap=True)
     table.add_column("Status", no_wrap=True)
     table.add_column("Reason")
     for r in report.results:
         style = _STYLE.get(r.status, "")
-        table.add_row(escape(r.id), f"{points(r.points)}/{points(r.max_points)}",
+        table.add_row(escape(shown(r.id)), f"{points(r.points)}/{points(r.max_points)}",
                       f"[{style}]{_LABEL.get(r.status, r.status)}[/]", escape(_reason(r)))
     table.add_section()
     table.add_row("[bold]Total[/]", f"[bold]{points(report.score)}/{points(report.max_score)}[/]", "", "")
@@ -43,7 +45,7 @@ def _rich(report: GradeReport, console: Console, verbose: bool) -> None:
     for r in report.results:
         lines = _details(r, verbose)
         if lines:
-            console.print(f"[{_STYLE.get(r.status, '')}]{escape(r.id)}[/]")
+            console.print(f"[{_STYLE.get(r.status, '')}]{escape(shown(r.id))}[/]")
             for line in lines:
                 console.print(f"  - {escape(line)}", soft_wrap=True)
     _footer(report, console, verbose, rich=True)
@@ -52,10 +54,10 @@ def _rich(report: GradeReport, console: Console, verbose: bool) -> None:
 def _plain(report: GradeReport, console: Console, verbose: bool) -> None:
     width = max([len(r.id) for r in report.results] + [4])
     print_ = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
-    print_(f"{report.assignment}: {report.submission}")
+    print_(f"{shown(report.assignment)}: {shown(report.submission)}")
     for r in report.results:
         score = f"{points(r.points)}/{points(r.max_points)}"
-        print_(f"{_LABEL.get(r.status, r.status):6} {score:>9}  {r.id:<{width}}  {_reason(r)}")
+        print_(f"{_LABEL.get(r.status, r.status):6} {score:>9}  {shown(r.id):<{width}}  {_reason(r)}")
         for line in _details(r, verbose):
             print_(f"{'':6} {'':>9}  {'':<{width}}  - {line}")
     print_(f"{'TOTAL':6} {points(report.score) + '/' + points(report.max_score):>9}")
@@ -63,28 +65,30 @@ def _plain(report: GradeReport, console: Console, verbose: bool) -> None:
 
 
 def _reason(r: ItemResult) -> str:
-    return f"{r.message} ({r.where})" if r.where and r.where not in r.message else r.message
+    text = f"{r.message} ({r.where})" if r.where and r.where not in r.message else r.message
+    return shown(text)
 
 
 def _details(r: ItemResult, verbose: bool) -> list[str]:
     if r.status == PASSED and not verbose:
         return []
-    lines = list(r.details)
+    lines = [shown(line) for line in r.details]
     if not verbose and len(lines) > MAX_DETAILS:
         lines = lines[:MAX_DETAILS] + [f"... {len(lines) - MAX_DETAILS} more (--verbose shows all)"]
     return lines
 
 
 def _footer(report: GradeReport, console: Console, verbose: bool, rich: bool) -> None:
-    for note in report.notes:
-        console.print(note, markup=False, highlight=False, soft_wrap=True)
+    for note in report.notes:  # notes name the student's files: escaped
+        console.print(shown(note), markup=False, highlight=False, soft_wrap=True)
     if verbose:
         if report.isolation:
             text = ", ".join(f"{k}: {v}" for k, v in report.isolation.items())
-            console.print(f"isolation: {text}", markup=False, highlight=False, soft_wrap=True)
+            console.print(f"isolation: {shown(text)}", markup=False, highlight=False, soft_wrap=True)
         if report.output.strip():
             console.print("output of the submission:", markup=False)
-            console.print(report.output.rstrip(), markup=False, highlight=False, soft_wrap=True)
+            console.print(shown(report.output.rstrip(), keep_newlines=True), markup=False, highlight=False,
+                          soft_wrap=True)
     console.print(f"graded in {report.seconds:.1f} s", style="dim" if rich else None, markup=False, highlight=False)
 
 

@@ -13,10 +13,13 @@ from __future__ import annotations
 import re
 import shutil
 import stat
+import struct
 import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+
+from grader.safe_text import shown as _shown
 
 JUNK = ("__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini")
 _CHUNK = 1 << 20
@@ -57,12 +60,13 @@ def unpack(archive: Path, target: Path, limits: UnpackLimits = UnpackLimits(), *
                 raise UnpackRefused(f"{archive.name} unpacks to {_size(declared)}; at most "
                                     f"{_size(limits.max_bytes)} are accepted")
             extracted = [_extract(z, member, archive.name, target, limits, done) for member in members]
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
-        raise UnpackRefused(f"{archive.name} is not a readable zip file ({e})") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError, struct.error,
+            UnicodeError) as e:  # a truncated or malformed zip, whatever part of it zipfile trips on
+        raise UnpackRefused(f"{archive.name} is not a readable zip file ({_shown(e)})") from None
     except RuntimeError as e:  # zipfile raises RuntimeError for encrypted members
         if "encrypted" in str(e) or "password" in str(e):
             raise UnpackRefused(f"{archive.name} is password-protected; submit it without a password") from None
-        raise
+        raise UnpackRefused(f"{archive.name} is not a readable zip file ({_shown(e)})") from None
     if nested:
         for inner in sorted(p for p in extracted if p is not None and p.suffix.lower() == ".zip"):
             if inner.is_file():
@@ -83,14 +87,14 @@ def _extract(z: zipfile.ZipFile, member: zipfile.ZipInfo, zip_name: str, target:
         return None
     mode = member.external_attr >> 16
     if stat.S_ISLNK(mode):
-        done.notes.append(f"skipped {name} in {zip_name}: symbolic links are not unpacked")
+        done.notes.append(f"{_shown(name)} in {zip_name} is a symbolic link; links are not followed (not unpacked)")
         return None
     if name.startswith("/") or re.match(r"^[A-Za-z]:", name) or ".." in parts:
-        done.notes.append(f"skipped {name} in {zip_name}: it points outside the submission folder")
+        done.notes.append(f"skipped {_shown(name)} in {zip_name}: it points outside the submission folder")
         return None
     path = target.joinpath(*parts)
     if not path.resolve().is_relative_to(target.resolve()):
-        done.notes.append(f"skipped {name} in {zip_name}: it points outside the submission folder")
+        done.notes.append(f"skipped {_shown(name)} in {zip_name}: it points outside the submission folder")
         return None
     if member.is_dir():
         path.mkdir(parents=True, exist_ok=True)
@@ -103,7 +107,7 @@ def _extract(z: zipfile.ZipFile, member: zipfile.ZipInfo, zip_name: str, target:
             path.unlink()  # may be a hard link into the instructor's download: never write through it
         written = _copy_member(z, member, path, zip_name, limits.max_bytes - done.bytes, limits.max_bytes)
     except OSError as e:
-        done.notes.append(f"skipped {name} in {zip_name}: {e.strerror or e}")
+        done.notes.append(f"skipped {_shown(name)} in {zip_name}: {e.strerror or e}")
         return None
     done.files += 1
     done.bytes += written

@@ -175,7 +175,7 @@ def test_unpack_refuses_paths_outside_and_links(tmp_path):
     assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()) == ["good.py"]
     assert not (tmp_path / "escape.py").exists() and not (tmp_path / "up.py").exists()
     assert len([n for n in done.notes if "outside the submission folder" in n]) == 4
-    assert any("symbolic links are not unpacked" in n for n in done.notes)
+    assert any("link.py in evil.zip is a symbolic link; links are not followed" in n for n in done.notes)
 
 
 def test_unpack_counts_real_bytes_not_the_header(tmp_path):
@@ -220,3 +220,16 @@ def test_encrypted_zip_is_refused_with_a_reason(tmp_path):
     archive.write_bytes(bytes(data))
     with pytest.raises(UnpackRefused, match="password"):
         unpack.unpack(archive, tmp_path / "out")
+
+
+def test_planning_one_student_into_a_fresh_output_says_the_others_are_not_graded(tmp_path):
+    from grader import batch, progress
+
+    root = tmp_path / "class"
+    for name in ("alice", "bob", "carol"):
+        write(root / name / "resnet50_skeleton.py")
+    config = batch.BatchConfig(submissions=root, rubric=Path(__file__).parents[1] / "rubrics" / "cnn_architecture.yaml",
+                               out=tmp_path / "out", items=["residual_block.plain"], students=["bob"])
+    [line] = progress._plan_lines(batch.plan(config))
+    assert "3 students (one folder per student); grading 1, 0 unchanged since the last run, 2 not graded " \
+           "(not selected);" in line

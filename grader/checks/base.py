@@ -126,6 +126,9 @@ class Context:
     def find_checkpoint(self, name: str) -> Path | None:
         for folder in [*self.options.checkpoint_dirs, self.submission, *self.rubric.checkpoint_dirs()]:
             candidate = Path(folder) / name
+            if folder == self.submission and (candidate.is_symlink() or not candidate.resolve()
+                                              .is_relative_to(Path(folder).resolve())):
+                continue  # a student's link is never followed (it could name the label cache)
             if candidate.is_file():
                 return candidate
         return None
