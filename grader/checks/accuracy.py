@@ -119,8 +119,9 @@ def run(item: Item, ctx: Context) -> Verdict:
         verdict.extra.update(reused_from=reused_from, reuse="probe")
     if trained is not None:
         verdict.extra["training"] = trained["result"]
-        if trained["result"]["stopped_by_budget"]:
-            verdict.message += f" (after {trained['result']['epochs_done']:g} of {trained['epochs']:g} epochs)"
+        if trained["result"]["stopped_by_budget"]:  # graded as the budget left it
+            verdict.message += (f" (training stopped early at its time budget, after "
+                                f"{epochs_text(trained['result']['epochs_done'])} of {trained['epochs']:g} epochs)")
     return verdict
 
 
@@ -196,12 +197,21 @@ def _training_notes(item, ctx, built, recipe, out, asked, budget, source) -> lis
         optimizer += f" ({recipe.schedule} schedule)"
     epochs = f"{out['epochs']:g} epoch{'s' * (out['epochs'] != 1)}" + (
         f" (the submission asks for {asked:g})" if asked and asked != out["epochs"] else "")
-    notes = [f"trained {t.name} for {epochs} in {duration(result['seconds'])} on {ctx.options.device}: "
+    if result["stopped_by_budget"]:  # say what happened: not the epochs it was meant to run
+        ran = f"{epochs_text(result['epochs_done'])} of {epochs}"
+    else:
+        ran = epochs
+    notes = [f"trained {t.name} for {ran} in {duration(result['seconds'])} on {ctx.options.device}: "
              f"{optimizer}, batch {recipe.batch_size}, {result['steps']:,} steps on {source}"]
     if result["stopped_by_budget"]:
-        notes.append(f"training stopped at its {duration(budget)} budget after {result['epochs_done']:g} of "
-                     f"{out['epochs']:g} epochs; graded as it was then")
+        notes.append(f"training stopped early, after {epochs_text(result['epochs_done'])} of {out['epochs']:g} "
+                     f"epochs: it reached its time budget of {duration(budget)}")
     return notes
+
+
+def epochs_text(done: float) -> str:
+    """0.3621 -> '0.36': a fraction of an epoch, as a person reads it."""
+    return f"{done:.2f}".rstrip("0").rstrip(".") if done < 10 else f"{done:.1f}".rstrip("0").rstrip(".")
 
 
 def optimizer_text(description: dict, lr: float | None = None) -> str:
