@@ -449,8 +449,8 @@ class NotebookRun:
     def _answered(self, section: Section, name: str) -> None:
         """A section whose answer cell failed has no value of its own: what the namespace still
         holds under `name` was left by an earlier question, and grading it would grade that."""
-        if name in section.bound or not section.failed:
-            return
+        if not section.failed or (name in section.bound and section.names.get(name) is not None):
+            return  # (model = None, then a line that fails: the cell's error, not "not answered")
         o = section.failed[0]
         at = f" at line {o.line}" if o.line else ""
         raise LookupError(f"{self.name}: cell {o.cell} of the {section.id} section failed{at} ({o.message}), "
