@@ -256,8 +256,9 @@ def load_files(rubric: Rubric, student, files: dict[str, Path]) -> list[dict]:
     read = {f for item in rubric.items for f in item.files()}
     problems = []
     for name in rubric.files:
-        if name not in files:
-            problems.append({"file": name, "message": f"{name} is not in the submission"})
+        if name not in files:  # a handout script (main.py) left out costs nothing; an answer file does
+            if name in read or name.endswith(".ipynb"):
+                problems.append(_problem(name, f"{name} is not in the submission"))
         elif name in read or name.endswith(".ipynb"):
             try:
                 student.call("load", file=name, timeout=rubric.limits.item_timeout_s)
