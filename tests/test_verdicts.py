@@ -243,3 +243,26 @@ def test_a_checkpoint_that_does_not_fit_a_short_layer3_blames_layer3_once(tmp_pa
     assert len(details) == 1, details
     assert details[0].startswith("layer3: your model has 3 blocks, the checkpoint 4: ")
     assert details[0].endswith("-> Q2 layer3 (resnet50_layer4.layer3)")
+
+
+def test_a_left_out_handout_script_costs_nothing_but_a_left_out_answer_file_fails(tmp_path):
+    folder = cnn_submission(tmp_path, RESNET)
+    (folder / "main.py").unlink()
+    report = grading.grade(folder, CNN, items=["residual_block.plain"], threads=1)
+    assert report.problems == [] and report.all_passed
+    (folder / "resnet50_skeleton.py").unlink()
+    report = grading.grade(folder, CNN, items=["vgg16.accuracy"], threads=1)
+    assert [p["message"] for p in report.problems] == ["resnet50_skeleton.py is not in the submission"]
+
+
+def test_a_cell_that_calls_broken_code_of_another_cell_names_that_cell(tmp_path):
+    path = write_notebook(tmp_path / "PyTorch.ipynb", [
+        code_cell("def flatten(x):\n    return x\n"),
+        code_cell("class Net:\n    def forward(self, x):\n        return flaten(x)\n"),
+        code_cell("net = Net()\nscores = net.forward(1)\n"),
+    ])
+    run = load_notebook_module(path, "nb_origin", OPTIONS).__notebook__
+    [failed] = run.failures()
+    assert (failed.cell, failed.line, failed.origin) == (3, 2, "cell 2, line 3")
+    assert failed.message == "NameError: name 'flaten' is not defined. Did you mean: 'flatten'?"
+    assert failed.code == "return flaten(x)"
