@@ -36,6 +36,10 @@ def read_state_dict(path: str) -> tuple[dict[str, torch.Tensor], list[str]]:
         except (SafetensorError, OSError, ValueError) as e:
             raise CheckpointRefused(f"{name} is not a readable .safetensors file: {e}") from None
     else:
+        not_one = _not_a_checkpoint(path)
+        if not_one:
+            raise CheckpointRefused(f"{name} is not a checkpoint ({not_one}); save one with "
+                                    "torch.save(model.state_dict(), PATH)")
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
@@ -51,6 +55,27 @@ def read_state_dict(path: str) -> tuple[dict[str, torch.Tensor], list[str]]:
             raise CheckpointRefused(f"{name} is not a PyTorch checkpoint that can be read: {_first_line(e)}") from None
     state = _unwrap(obj, notes)
     return _strip_prefixes(state, notes), notes
+
+
+def _not_a_checkpoint(path: str) -> str | None:
+    """Why a file cannot be a torch.save file at all, before calling it pickled data: torch.save
+    writes a zip (since PyTorch 1.6) or, in the legacy format, a pickle (protocol 2+ starts
+    with 0x80)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as e:
+        return f"cannot be read: {e.strerror or e}"
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"PK") or head[0] == 0x80:
+        return None
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"its first bytes {head[:8].hex(' ')} are neither a zip nor a pickle"
+    first = text.strip().splitlines()[0][:40] if text.strip() else ""
+    return f"it is a text file starting {first!r}" if first else "it holds only blank text"
 
 
 def _first_line(e: BaseException) -> str:

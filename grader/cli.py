@@ -28,8 +28,37 @@ app = typer.Typer(help="Grade PyTorch CNN assignments against a rubric YAML.", n
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+_option_type = typer.core.TyperOption.display_type_rich
+
+
+def _type_unless_flag(self, ctx):
+    """A flag takes no value: its help shows no '<bool>' beside it (--help and --version included)."""
+    return None if self.is_flag else _option_type(self, ctx)
+
+
+typer.core.TyperOption.display_type_rich = _type_unless_flag
+
+
+def _version(value: bool) -> None:
+    if not value:
+        return
+    import platform
+    from importlib import metadata
+
+    import torch
+
+    try:
+        grader_version = metadata.version("grader")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        grader_version = "(not installed)"
+    Console().print(f"grader {grader_version}, torch {torch.__version__}, Python {platform.python_version()}",
+                    markup=False, highlight=False)
+    raise typer.Exit(EXIT_OK)
+
+
 @app.callback()
-def _commands() -> None:
+def _commands(version: bool = typer.Option(False, "--version", help="print the versions of grader, torch and "
+                                           "Python", callback=_version, is_eager=True)) -> None:
     """Grade PyTorch CNN assignments against a rubric YAML."""
 
 
@@ -44,6 +73,9 @@ def _options(device: str, precision: str, checkpoints: list[Path], data_dir: Opt
         resolved = resolve_device(device)
     except ValueError as e:
         _fail_usage(str(e))
+    for flag, folder in [("--checkpoints", c) for c in checkpoints] + [("--data-dir", data_dir)]:
+        if folder is not None and not Path(folder).is_dir():  # a typo must not grade every student 0
+            _fail_usage(f"{flag} {folder}: {'not a folder' if Path(folder).exists() else 'no such folder'}")
     return Options(device=resolved, precision=precision, checkpoint_dirs=list(checkpoints),
                    data_dir=str(data_dir) if data_dir else None, download=download, batch_size=batch_size)
 
@@ -51,6 +83,20 @@ def _options(device: str, precision: str, checkpoints: list[Path], data_dir: Opt
 _TIMEOUT_HELP = "wall-clock limit for a whole submission, seconds (default: the rubric's limits.timeout_s)"
 _ITEM_TIMEOUT_HELP = "limit for each item's work in the student's process, seconds (replaces the rubric's)"
 _MEMORY_HELP = "memory the student's process may allocate, MB (default: the rubric's limits.memory_mb)"
+
+
+def _item_ids(items: Optional[str], rubric_obj) -> Optional[list[str]]:
+    """The ids --items names; an unknown one is a usage error that suggests the closest ids."""
+    import difflib
+
+    selected = [i.strip() for i in items.split(",") if i.strip()] if items else None
+    known = [i.id for i in rubric_obj.items]
+    for wrong in [i for i in selected or [] if i not in known]:
+        close = difflib.get_close_matches(wrong, known, n=3, cutoff=0.5)
+        hint = f"did you mean {' or '.join(close)}?" if close else f"items: {', '.join(known)}"
+        _fail_usage(f"no item {wrong} in {rubric_obj.assignment}; {hint}")
+    rubric_obj.select(selected)
+    return selected
 
 
 def _limits(timeout: Optional[float], item_timeout: Optional[float], memory_mb: Optional[int]) -> dict:
@@ -95,8 +141,7 @@ def check(
         rubric_obj = assignments.resolve(rubric, submission)
         if public and not rubric_obj.public:
             rubric_obj = rubric_obj.public_view()
-        selected = [i.strip() for i in items.split(",") if i.strip()] if items else None
-        rubric_obj.select(selected)
+        selected = _item_ids(items, rubric_obj)
     except RubricError as e:
         _fail_usage(str(e))
     rubric_obj = rubric_obj.with_limits(**_limits(timeout, item_timeout, memory_mb))
@@ -316,8 +361,12 @@ def batch(
         _fail_usage("--precision is one of fp32, bf16, fp16")
     if (jobs is not None and jobs < 1) or (threads is not None and threads < 1) or max_unzip_mb < 1:
         _fail_usage("--jobs, --threads and --max-unzip-mb must be positive")
+    if out.exists() and not out.is_dir():
+        _fail_usage(f"-o {out} is a file; give a folder (created if missing)")
     try:
-        rubric_path = assignments.resolve(rubric, submissions).path
+        resolved_rubric = assignments.resolve(rubric, submissions)
+        rubric_path = resolved_rubric.path
+        selected = _item_ids(items, resolved_rubric)
     except RubricError as e:
         _fail_usage(str(e))
     limits = _limits(timeout, item_timeout, memory_mb)
@@ -331,7 +380,7 @@ def batch(
         jobs, threads = cluster.resources.max_running, threads or cluster.resources.cpus
     config = batch_module.BatchConfig(
         submissions=submissions, rubric=rubric_path, out=out, options=options,
-        items=[i.strip() for i in items.split(",") if i.strip()] if items else None,
+        items=selected,
         limits=limits, workers=jobs, threads=threads, force=force, reuse=not no_reuse,
         students=list(student), unpack=UnpackLimits(max_bytes=max_unzip_mb << 20))
     console = Console()
@@ -404,7 +453,7 @@ def train_command(
         _fail_usage(f"{submission} is not a folder")
     try:
         rubric_obj = assignments.resolve(rubric, submission)
-        rubric_obj.select([item])
+        _item_ids(item, rubric_obj)
     except RubricError as e:
         _fail_usage(str(e))
     options = _options(device, "fp32", [], data_dir, download, None)

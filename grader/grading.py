@@ -57,7 +57,11 @@ def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, i
                           progress=on_progress or (lambda text: None), reuse=reuse,
                           student_id=student_id or Path(submission).name)
 
-        # 3. The checks, one item at a time; a failure costs only its own item.
+        # 3. Every file the rubric names, imported (or run) first: a file that does not load is a
+        #    failure of its own, even when every item that reads it is hidden from a self-check.
+        problems = load_files(rubric, student, files)
+
+        # 4. The checks, one item at a time; a failure costs only its own item.
         results = []
         deadline = started + rubric.limits.timeout_s
         for item in selected:
@@ -71,12 +75,14 @@ def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, i
                 on_item(result)
         isolation, output = student.isolation, student.output
         student_notes = list(student.report_notes)
+        problems += _failed_cells(student.load_results)
         cell_notes = _notebook_notes(student.load_results)
 
-    # 4. Scores and the report.
+    # 5. Scores and the report.
     notes = renamed + _link_notes(Path(submission)) + _notes(rubric, reference, selected) + cell_notes + student_notes
     return GradeReport(assignment=rubric.assignment, submission=str(submission), results=results,
-                       seconds=time.monotonic() - started, isolation=isolation, notes=notes, output=output)
+                       seconds=time.monotonic() - started, isolation=isolation, notes=notes, output=output,
+                       problems=problems)
 
 
 def train(submission: Path, rubric: Rubric, item_id: str, options: Options | None = None, *,
@@ -152,8 +158,10 @@ def _run_item(item, context: Context) -> ItemResult:
         verdict = KINDS[item.check].run(item, context)
     except StudentFailure as failure:
         details = failure.code.splitlines() if failure.code else []
-        verdict = Verdict.zero(failure.message, where=failure.where() or None, details=details,
-                               extra={"failure": failure.kind})
+        extra = {"failure": failure.kind}
+        if getattr(failure, "trace", None):
+            extra["trace"] = failure.trace  # shown by --verbose
+        verdict = Verdict.zero(failure.message, where=failure.where() or None, details=details, extra=extra)
     except (NotGradable, datasets.DataNotFound) as e:
         verdict = Verdict.skipped(str(e))
     except ReferenceError as e:
@@ -252,11 +260,73 @@ def _data_loader(options: Options):
     return load
 
 
+def load_files(rubric: Rubric, student, files: dict[str, Path]) -> list[dict]:
+    """Import every file the rubric's items read (a notebook runs), and compile the others
+    (scripts such as main.py would train if imported): what fails is a problem of its own."""
+    read = {f for item in rubric.items for f in item.files()}
+    problems = []
+    for name in rubric.files:
+        if name not in files:  # a handout script (main.py) left out costs nothing; an answer file does
+            if name in read or name.endswith(".ipynb"):
+                problems.append(_problem(name, f"{name} is not in the submission"))
+        elif name in read or name.endswith(".ipynb"):
+            try:
+                student.call("load", file=name, timeout=rubric.limits.item_timeout_s)
+            except StudentFailure as failure:
+                problems.append({**_problem(name, failure.message, failure.where(), failure.code),
+                                 "trace": getattr(failure, "trace", [])})
+        elif name.endswith(".py"):
+            problem = _compile_problem(name, files[name])
+            if problem:
+                problems.append(problem)
+    return problems
+
+
+def _problem(file: str, message: str, where: str | None = None, code: str | None = None) -> dict:
+    return {"file": file, "message": message.replace(f" (while importing {file})", ""), "where": where or None,
+            "code": code or None}
+
+
+def _compile_problem(name: str, path: Path) -> dict | None:
+    """A SyntaxError in a file that is not imported: compiling runs none of its code."""
+    try:
+        compile(path.read_bytes(), name, "exec", dont_inherit=True)
+    except SyntaxError as e:
+        code = f"{e.lineno:>4} | {e.text.rstrip()}" if e.text and e.lineno else None
+        return _problem(name, f"SyntaxError: {e.msg}", f"{name}:{e.lineno}" if e.lineno else name, code)
+    except (ValueError, RecursionError, MemoryError, OSError) as e:
+        return _problem(name, f"{name} cannot be compiled: {type(e).__name__}: {e}")
+    return None
+
+
+def _failed_cells(load_results: dict[str, dict]) -> list[dict]:
+    """Notebook cells that failed by the student's own code (not by the sandbox's refusal),
+    each at the innermost line of the student's code: the cell whose function failed, when
+    a later cell called it."""
+    problems = []
+    for file, result in load_results.items():
+        for cell in (result.get("notebook") or {}).get("cells", []):
+            if cell["status"] != "failed" or _blocked(cell):
+                continue
+            own = f"cell {cell['cell']}" + (f", line {cell['line']}" if cell.get("line") else "")
+            origin = cell.get("origin")
+            text = (f"{origin}: {cell['message']} (called from {own})" if origin
+                    else f"{own} failed: {cell['message']}")
+            line = int(origin.rsplit(" ", 1)[1]) if origin else cell.get("line")
+            code = f"{line:>4} | {cell['code']}" if cell.get("code") and line else None
+            problems.append(_problem(file, text, None, code))
+    return problems
+
+
+def _blocked(cell: dict) -> bool:
+    return cell["message"].startswith("blocked while grading")
+
+
 def _notebook_notes(load_results: dict[str, dict]) -> list[str]:
-    """Notebook cells that failed: named once for the whole report (items name the ones they need)."""
+    """Cells the sandbox stopped (a download, a drive): named once; the other cells ran."""
     notes = []
     for file, result in load_results.items():
-        failed = [c for c in (result.get("notebook") or {}).get("cells", []) if c["status"] == "failed"]
+        failed = [c for c in (result.get("notebook") or {}).get("cells", []) if c["status"] == "failed" and _blocked(c)]
         for cell in failed[:3]:
             line = f", line {cell['line']}" if cell.get("line") else ""
             notes.append(f"{file}: cell {cell['cell']}{line} failed ({cell['message']}); the other cells ran")

@@ -392,6 +392,7 @@ class CellOutcome:
     line: int | None = None
     code: str | None = None
     first_line: str = ""
+    origin: str | None = None  # "cell 28, line 16": where it failed, when inside another cell's code
 
     def text(self) -> str:
         where = f"cell {self.cell}" + (f", line {self.line}" if self.line else "")
@@ -404,6 +405,8 @@ class Section:
     cells: list[int] = field(default_factory=list)
     names: dict[str, Any] = field(default_factory=dict)  # the namespace at the end of the section
     calls: list[RecordedCall] = field(default_factory=list)
+    bound: set[str] = field(default_factory=set)  # names this section's own cells (re)bound
+    failed: list[CellOutcome] = field(default_factory=list)  # its cells that failed
 
 
 class NotebookRun:
@@ -440,9 +443,20 @@ class NotebookRun:
         for call in reversed(section.calls):
             if name in call.arguments:
                 return call.arguments[name], f"the {name} given to {call.function} in cell {call.cell}"
+        self._answered(section, name)
         if name in section.names:
             return section.names[name], f"{name} at the end of cell {section.cells[-1]}"
         raise LookupError(self.missing(name, section_id))
+
+    def _answered(self, section: Section, name: str) -> None:
+        """A section whose answer cell failed has no value of its own: what the namespace still
+        holds under `name` was left by an earlier question, and grading it would grade that."""
+        if not section.failed or (name in section.bound and section.names.get(name) is not None):
+            return  # (model = None, then a line that fails: the cell's error, not "not answered")
+        o = section.failed[0]
+        at = f" at line {o.line}" if o.line else ""
+        raise LookupError(f"{self.name}: cell {o.cell} of the {section.id} section failed{at} ({o.message}), "
+                          f"so that section has no {name} of its own")
 
     def training_setup(self, section_id: str, model, names: tuple[str, str, str]) -> dict:
         """The optimizer and epochs that go with `model` in a section: from the call that
@@ -453,6 +467,12 @@ class NotebookRun:
             if call.arguments.get(model_name) is model and optimizer_name in call.arguments:
                 return {"optimizer": call.arguments[optimizer_name], "epochs": call.arguments.get(epochs_name),
                         "origin": f"the {call.function} call in cell {call.cell}"}
+        try:
+            self._answered(section, optimizer_name)
+        except LookupError as e:  # not the optimizer of an earlier question
+            from grader.sandbox.loader import StudentError
+
+            raise StudentError({"kind": "missing", "message": str(e)}) from None
         optimizer = section.names.get(optimizer_name)
         return {"optimizer": optimizer, "epochs": None,
                 "origin": f"{optimizer_name} at the end of cell {section.cells[-1]}"}
@@ -513,6 +533,7 @@ def run_notebook(path: Path, module: types.ModuleType, options: NotebookOptions 
             current.update(cell=cell.index, section=section)
             if cell.kind != "code" or not cell.source.strip():
                 continue
+            before = dict(namespace)
             outcome = _run_cell(cell, run, namespace, options)
             run.outcomes.append(outcome)
             if after_cell is not None:
@@ -520,6 +541,10 @@ def run_notebook(path: Path, module: types.ModuleType, options: NotebookOptions 
             if section is not None:
                 run.sections[section].cells.append(cell.index)
                 run.sections[section].names = dict(namespace)
+                run.sections[section].bound.update(
+                    k for k, v in namespace.items() if k not in before or before[k] is not v)
+                if outcome.status == "failed":
+                    run.sections[section].failed.append(outcome)
     namespace.pop("__grader_record__", None)
     return run
 
@@ -578,20 +603,33 @@ def _run_cell(cell: Cell, run: NotebookRun, namespace: dict, options: NotebookOp
 
 
 def _exception_text(e: BaseException) -> str:
+    from grader.sandbox.loader import exception_text
+
     if isinstance(e, SystemExit):
         return f"called sys.exit({e.code!r})"
     if isinstance(e, PermissionError) and "the submission tried to " in str(e):  # refused by the sandbox
         return "blocked while grading: " + str(e).split("the submission tried to ", 1)[1]
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:300]}" if text else type(e).__name__
+    return exception_text(e)[:400]
 
 
 def _locate(outcome: CellOutcome, e: BaseException, filename: str) -> None:
-    """The line in this cell where it stopped (the innermost frame of this cell)."""
+    """The line in this cell where it stopped, and, when the error is deeper in code another
+    cell defined (a typo in a forward() that this cell called), that cell and line: the
+    student's mistake is there, not in the call."""
+    innermost = None
     for frame in traceback.extract_tb(e.__traceback__):
         if frame.filename == filename:
             outcome.line = frame.lineno
             outcome.code = (frame.line or "").strip() or None
+        if _CELL_NAME.match(frame.filename):
+            innermost = frame
+    if innermost is not None and innermost.filename != filename:
+        cell = _CELL_NAME.match(innermost.filename).group(1)
+        outcome.origin = f"cell {cell}, line {innermost.lineno}"
+        outcome.code = (innermost.line or "").strip() or outcome.code
+
+
+_CELL_NAME = re.compile(r"^<.+ cell (\d+)>$")
 
 
 _TOP_LEVEL_NAME = re.compile(r"^(?:def|class)\s+(\w+)|^(\w+)\s*=(?!=)", re.MULTILINE)

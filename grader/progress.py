@@ -44,13 +44,14 @@ def _score(record: dict) -> str:
 
 def _plan_lines(plan: Plan) -> list[str]:
     total = len(plan.intake.submissions)
-    kept = len(plan.records) - len(plan.stale)  # graded earlier, and still current
-    others = [f"{len(plan.stale)} shown from an earlier run"] if plan.stale else []
-    unselected = total - len(plan.jobs) - len(plan.records)  # --student: never graded, not asked for now
-    others += [f"{unselected} not graded (not selected)"] if unselected else []
-    lines = [f"{plan.rubric.assignment}: {total} students ({plan.intake.layout}); grading {len(plan.jobs)}, "
-             f"{kept} unchanged since the last run{''.join(', ' + o for o in others)}; {plan.workers} at a time, "
-             f"{plan.threads} thread{'s' * (plan.threads != 1)} each"]
+    unchanged = len(plan.records) - len(plan.stale)
+    left_out = total - len(plan.jobs) - len(plan.records)  # --student names only some
+    parts = [f"grading {len(plan.jobs)}"]
+    parts += [f"{unchanged} unchanged since the last run"] if unchanged or not (left_out or plan.stale) else []
+    parts += [f"{len(plan.stale)} shown as graded earlier"] if plan.stale else []
+    parts += [f"{left_out} not graded in this run"] if left_out else []
+    lines = [f"{plan.rubric.assignment}: {total} students ({plan.intake.layout}); {', '.join(parts)}; "
+             f"{plan.workers} at a time, {plan.threads} thread{'s' * (plan.threads != 1)} each"]
     lines += [f"note: {shown(n)}" for n in plan.data_notes]
     if plan.intake.unassigned:
         lines.append(f"note: {len(plan.intake.unassigned)} files belong to no student (see summary.md)")

@@ -35,6 +35,8 @@ def _rich(report: GradeReport, console: Console, verbose: bool) -> None:
     table.add_column("Points", justify="right", no_wrap=True)
     table.add_column("Status", no_wrap=True)
     table.add_column("Reason")
+    for p in report.problems:
+        table.add_row(escape(shown(p["file"])), "", f"[red]{_LABEL[FAILED]}[/]", escape(shown(_problem_reason(p))))
     for r in report.results:
         style = _STYLE.get(r.status, "")
         table.add_row(escape(shown(r.id)), f"{points(r.points)}/{points(r.max_points)}",
@@ -42,6 +44,12 @@ def _rich(report: GradeReport, console: Console, verbose: bool) -> None:
     table.add_section()
     table.add_row("[bold]Total[/]", f"[bold]{points(report.score)}/{points(report.max_score)}[/]", "", "")
     console.print(table)
+    for p in report.problems:
+        lines = _problem_lines(p, verbose)
+        if lines:
+            console.print(f"[red]{escape(shown(p['file']))}[/]")
+            for line in lines:
+                console.print(f"    {escape(line)}", soft_wrap=True)
     for r in report.results:
         lines = _details(r, verbose)
         if lines:
@@ -52,9 +60,13 @@ def _rich(report: GradeReport, console: Console, verbose: bool) -> None:
 
 
 def _plain(report: GradeReport, console: Console, verbose: bool) -> None:
-    width = max([len(r.id) for r in report.results] + [4])
+    width = max([len(r.id) for r in report.results] + [len(p["file"]) for p in report.problems] + [4])
     print_ = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
     print_(f"{shown(report.assignment)}: {shown(report.submission)}")
+    for p in report.problems:  # before the items: what failed to load explains what follows
+        print_(f"{_LABEL[FAILED]:6} {'':>9}  {shown(p['file']):<{width}}  {shown(_problem_reason(p))}")
+        for line in _problem_lines(p, verbose):
+            print_(f"{'':6} {'':>9}  {'':<{width}}  {shown(line)}")
     for r in report.results:
         score = f"{points(r.points)}/{points(r.max_points)}"
         print_(f"{_LABEL.get(r.status, r.status):6} {score:>9}  {shown(r.id):<{width}}  {_reason(r)}")
@@ -62,6 +74,18 @@ def _plain(report: GradeReport, console: Console, verbose: bool) -> None:
             print_(f"{'':6} {'':>9}  {'':<{width}}  - {line}")
     print_(f"{'TOTAL':6} {points(report.score) + '/' + points(report.max_score):>9}")
     _footer(report, console, verbose, rich=False)
+
+
+def _problem_lines(p: dict, verbose: bool) -> list[str]:
+    lines = (p.get("code") or "").splitlines()
+    if verbose and p.get("trace"):
+        lines += ["traceback, your code only (innermost last):"] + [f"  {t}" for t in p["trace"]]
+    return lines
+
+
+def _problem_reason(p: dict) -> str:
+    where = p.get("where")
+    return f"{p['message']} ({where})" if where and where not in p["message"] else p["message"]
 
 
 def _reason(r: ItemResult) -> str:
@@ -73,6 +97,8 @@ def _details(r: ItemResult, verbose: bool) -> list[str]:
     if r.status == PASSED and not verbose:
         return []
     lines = [shown(line) for line in r.details]
+    if verbose and r.extra.get("trace"):
+        lines += ["traceback, your code only (innermost last):"] + [f"  {shown(t)}" for t in r.extra["trace"]]
     if not verbose and len(lines) > MAX_DETAILS:
         lines = lines[:MAX_DETAILS] + [f"... {len(lines) - MAX_DETAILS} more (--verbose shows all)"]
     return lines

@@ -41,6 +41,9 @@ class GradeReport:
     isolation: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     output: str = ""
+    # Files that did not load (and notebook cells that failed): {file, message, where, code}.
+    # Each is a failure of the submission, whatever its items' visibility.
+    problems: list[dict] = field(default_factory=list)
 
     @property
     def score(self) -> float:
@@ -52,7 +55,7 @@ class GradeReport:
 
     @property
     def all_passed(self) -> bool:
-        return all(r.ok for r in self.results if r.graded)
+        return not self.problems and all(r.ok for r in self.results if r.graded)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -78,5 +81,13 @@ class GradeReport:
                 "visibility": r.visibility,
                 "extra_data": {"id": r.id, "status": r.status, **({"measured": measured} if measured else {})},
             })
+        problems = [problem_text(p) for p in self.problems]
         return {"score": self.score, "execution_time": round(self.seconds, 3), "tests": tests,
-                "output": "\n".join(self.notes)}
+                "output": "\n".join(problems + self.notes)}
+
+
+def problem_text(problem: dict) -> str:
+    """'resnet50_skeleton.py: SyntaxError: invalid syntax (resnet50_skeleton.py:69)'."""
+    where = problem.get("where")
+    text = f"{problem['file']}: {problem['message']}"
+    return f"{text} ({where})" if where and where not in text else text

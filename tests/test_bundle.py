@@ -73,9 +73,11 @@ def test_student_self_check_runs_the_public_items_and_says_what_is_hidden(tmp_pa
         z.extractall(tmp_path / "student")
     folder = tmp_path / "student" / "cnn_architecture"
 
-    # As handed out: the rubric is found in the folder; only the two public items are graded.
+    # As handed out: the rubric is found in the folder; only the two public items are graded, and
+    # the untouched skeleton (blanks do not parse) fails on its own line: nothing here passes yet.
     done = run_cli("check", str(folder))
-    assert done.returncode == 0, done.stdout + done.stderr  # both skipped: no checkpoints yet
+    assert done.returncode == 1, done.stdout + done.stderr  # both skipped: no checkpoints yet
+    assert "resnet50_skeleton.py" in done.stdout and "SyntaxError" in done.stdout
     assert "resnet50_layer4.accuracy" in done.stdout and "vgg16.accuracy" in done.stdout
     assert "residual_block" not in done.stdout and "TOTAL       0/20" in done.stdout
     assert ("Self-check: only the public items were graded. The 5 hidden items (105 points), graded by your "

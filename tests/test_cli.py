@@ -67,3 +67,54 @@ def test_ci_runs_the_readmes_test_command():
     command = readme.split("Run the tests:")[1].split("```console\n")[1].split("\n")[0]
     test_part = command.split("&&")[-1].strip()
     assert test_part in (ROOT / ".ci" / "run").read_text()
+
+
+def _one_line_usage_error(result, *words):
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_a_mistyped_checkpoint_or_data_folder_is_a_usage_error_in_check_and_batch(tmp_path):
+    folder = str(REFERENCE / "cnn_architecture")
+    _one_line_usage_error(run_cli("check", folder, "--checkpoints", "/nonexistent"),
+                          "--checkpoints /nonexistent: no such folder")
+    _one_line_usage_error(run_cli("check", folder, "--data-dir", "/nonexistent"),
+                          "--data-dir /nonexistent: no such folder")
+    out = tmp_path / "out"
+    _one_line_usage_error(run_cli("batch", str(tmp_path), "-r", "cnn_architecture", "-o", str(out),
+                                  "--checkpoints", str(tmp_path / "nope")), "no such folder")
+    _one_line_usage_error(run_cli("batch", str(tmp_path), "-r", "cnn_architecture", "-o", str(out),
+                                  "--data-dir", str(tmp_path / "nope")), "--data-dir")
+    assert not (out / "grades.csv").exists()  # nobody was graded 0 for the typo
+
+
+def test_output_folder_that_is_a_file_is_a_usage_error(tmp_path):
+    taken = tmp_path / "grades.txt"
+    taken.write_text("mine")
+    _one_line_usage_error(run_cli("batch", str(tmp_path), "-r", "cnn_architecture", "-o", str(taken)),
+                          f"-o {taken} is a file")
+    assert taken.read_text() == "mine"
+
+
+def test_a_mistyped_item_gets_did_you_mean():
+    result = run_cli("check", str(REFERENCE / "cnn_architecture"), "--items", "residual_block.downsampl")
+    _one_line_usage_error(result, "no item residual_block.downsampl in cnn_architecture; "
+                                  "did you mean residual_block.downsample")
+
+
+def test_version_and_help_without_bool_types():
+    import platform
+
+    import torch
+
+    version = run_cli("--version")
+    assert version.returncode == 0
+    assert version.stdout.startswith("grader ")
+    assert f"torch {torch.__version__}" in version.stdout and f"Python {platform.python_version()}" in version.stdout
+    for command in ([], ["check"], ["batch"], ["train"]):
+        shown = run_cli(*command, "--help").stdout
+        assert "<bool>" not in shown and "--help" in shown, command

@@ -134,8 +134,11 @@ def test_a_failing_cell_before_the_answers_is_named_and_the_rest_still_counts(tm
     flatten_cell = cell_number(notebook, "def flatten(x):")
     notes = "\n".join(report.notes)
     assert f"cell {drive_cell}, line 3 failed (blocked while grading: read /content/drive" in notes
-    assert f"cell {helper_cell}, line 3 failed (NameError" in notes
-    assert f"cell {flatten_cell}, line 3 failed (SyntaxError" in notes
+    # The student's own failing cells are failures of the submission, each with its line.
+    problems = "\n".join(p["message"] for p in report.problems)
+    assert f"cell {helper_cell}, line 3 failed: NameError" in problems
+    assert f"cell {flatten_cell}, line 3 failed: SyntaxError" in problems
+    assert not report.all_passed
     # flatten is gone, so every answer that uses it names the cell that should define it...
     q1 = results["three_layer_convnet"]
     assert q1.points == 0 and f"cell {flatten_cell}, which defines flatten, failed at line 3" in q1.message

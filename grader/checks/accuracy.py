@@ -119,8 +119,9 @@ def run(item: Item, ctx: Context) -> Verdict:
         verdict.extra.update(reused_from=reused_from, reuse="probe")
     if trained is not None:
         verdict.extra["training"] = trained["result"]
-        if trained["result"]["stopped_by_budget"]:
-            verdict.message += f" (after {trained['result']['epochs_done']:g} of {trained['epochs']:g} epochs)"
+        if trained["result"]["stopped_by_budget"]:  # graded as the budget left it
+            verdict.message += (f" (training stopped early at its time budget, after "
+                                f"{epochs_text(trained['result']['epochs_done'])} of {trained['epochs']:g} epochs)")
     return verdict
 
 
@@ -196,12 +197,21 @@ def _training_notes(item, ctx, built, recipe, out, asked, budget, source) -> lis
         optimizer += f" ({recipe.schedule} schedule)"
     epochs = f"{out['epochs']:g} epoch{'s' * (out['epochs'] != 1)}" + (
         f" (the submission asks for {asked:g})" if asked and asked != out["epochs"] else "")
-    notes = [f"trained {t.name} for {epochs} in {duration(result['seconds'])} on {ctx.options.device}: "
+    if result["stopped_by_budget"]:  # say what happened: not the epochs it was meant to run
+        ran = f"{epochs_text(result['epochs_done'])} of {epochs}"
+    else:
+        ran = epochs
+    notes = [f"trained {t.name} for {ran} in {duration(result['seconds'])} on {ctx.options.device}: "
              f"{optimizer}, batch {recipe.batch_size}, {result['steps']:,} steps on {source}"]
     if result["stopped_by_budget"]:
-        notes.append(f"training stopped at its {duration(budget)} budget after {result['epochs_done']:g} of "
-                     f"{out['epochs']:g} epochs; graded as it was then")
+        notes.append(f"training stopped early, after {epochs_text(result['epochs_done'])} of {out['epochs']:g} "
+                     f"epochs: it reached its time budget of {duration(budget)}")
     return notes
+
+
+def epochs_text(done: float) -> str:
+    """0.3621 -> '0.36': a fraction of an epoch, as a person reads it."""
+    return f"{done:.2f}".rstrip("0").rstrip(".") if done < 10 else f"{done:.1f}".rstrip("0").rstrip(".")
 
 
 def optimizer_text(description: dict, lr: float | None = None) -> str:
@@ -302,21 +312,54 @@ def _does_not_fit(ctx: Context, item: Item, handle: int, name: str, fit: dict) -
     student_keys = list(ctx.student.call("state_shapes", handle=handle))
     nodes = ctx.student.call("describe", handle=handle)["nodes"]
     checkpoint_keys = [k for k in student_keys if k not in fit["missing"]] + fit["unexpected"]
-    lines = []
+    # A container with more or fewer blocks than the checkpoint's (a block left out of layer3):
+    # what does not fit under it follows from that one mistake, of the item that grades the container.
+    recounted = _recounted(ctx, nodes, checkpoint_keys)
+
+    def blame(module: str) -> str:
+        owner = next((m for m in recounted if module == m or module.startswith(m + ".")), None)
+        return _named(recounted[owner][2]) if owner else _blame(ctx, module, nodes)
+
+    lines: list[tuple[str, str]] = []  # (module, line)
     for group, keys in ckpt.group_keys(fit["missing"], checkpoint_keys).items():
-        lines.append(f"{group}: in your model, not in the checkpoint ({_count(keys)}){_blame(ctx, group, nodes)}")
+        lines.append((group, f"{group}: in your model, not in the checkpoint{_count(group, keys)}{blame(group)}"))
     for group, keys in ckpt.group_keys(fit["unexpected"], student_keys).items():
-        lines.append(f"{group}: in the checkpoint, not in your model ({_count(keys)}){_blame(ctx, group, nodes)}")
+        lines.append((group, f"{group}: in the checkpoint, not in your model{_count(group, keys)}{blame(group)}"))
     for key, (theirs, mine) in fit["mismatched"].items():
         module = key.rsplit(".", 1)[0]
-        lines.append(f"{key}: checkpoint has shape {theirs}, your model {mine}{_blame(ctx, module, nodes)}")
+        lines.append((module, f"{key}: checkpoint has shape {theirs}, your model {mine}{blame(module)}"))
+    for module, (mine, theirs, owner) in recounted.items():
+        under = [line for path, line in lines if path == module or path.startswith(module + ".")]
+        if len(under) > 1:  # one line for the one mistake, where the first of them was
+            first = next(i for i, (_, line) in enumerate(lines) if line in under)
+            lines = [entry for entry in lines if entry[1] not in under]
+            lines.insert(first, (module, f"{module}: your model has {mine} blocks, the checkpoint {theirs}: "
+                                         f"{len(under)} differences follow from that{_named(owner)}"))
     summary = (f"{name} does not fit your {item.target.name}: {len(fit['missing'])} missing, "
                f"{len(fit['unexpected'])} unexpected, {len(fit['mismatched'])} mis-shaped weights")
-    return Verdict.zero(summary, details=lines)
+    return Verdict.zero(summary, details=[line for _, line in lines])
 
 
-def _count(keys: list[str]) -> str:
-    return keys[0] if len(keys) == 1 else f"{len(keys)} tensors"
+def _recounted(ctx: Context, nodes: dict, checkpoint_keys: list[str]) -> dict[str, tuple[int, int, object]]:
+    """Modules graded by a structure item whose number of children differs from the checkpoint's."""
+    out = {}
+    for other in ctx.rubric.items:
+        module = getattr(other, "module", None) if other.check == "structure" else None
+        if not module or module not in nodes:
+            continue
+        depth = len(module.split("."))
+        theirs = {k.split(".")[depth] for k in checkpoint_keys if k.startswith(module + ".")}
+        mine = len(nodes[module]["children"])
+        if theirs and len(theirs) != mine:
+            out[module] = (mine, len(theirs), other)
+    return out
+
+
+def _count(group: str, keys: list[str]) -> str:
+    """' (12 tensors)', or nothing when the line already names its one tensor."""
+    if len(keys) == 1:
+        return "" if keys[0] == group else f" ({keys[0]})"
+    return f" ({len(keys)} tensors)"
 
 
 def _blame(ctx: Context, module_path: str, nodes: dict) -> str:
@@ -327,9 +370,11 @@ def _blame(ctx: Context, module_path: str, nodes: dict) -> str:
             if module_path == scope or module_path.startswith(scope + ".") or scope.startswith(module_path + "."):
                 if len(scope) > best_len:
                     best, best_len = other, len(scope)
-    if best is None:
-        return ""
-    return f" -> {best.title or best.id} ({best.id})"
+    return _named(best) if best is not None else ""
+
+
+def _named(item) -> str:
+    return f" -> {item.title or item.id} ({item.id})"
 
 
 def _scopes(item, nodes: dict) -> list[str]:

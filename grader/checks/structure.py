@@ -1,5 +1,6 @@
 """A fill-in-the-body question graded by what it builds: the children of one module
-(for example layer3's blocks) against the reference's, in order.
+(for example layer3's blocks) against the reference's, in order, aligned as a diff aligns
+lines: one block left out or added costs one block, not every block after it.
 
 Classes in target.isolate are stand-ins that record their constructor arguments, so
 layer3 is judged by the ResidualBlock calls the student wrote, not by whether their
@@ -40,28 +41,67 @@ def run(item: Item, ctx: Context) -> Verdict:
         return Verdict.zero(f"your model has no {path}")
     r_children = [f"{path}.{c}" for c in ref[path]["children"]]
     s_children = [f"{path}.{c}" for c in student[path]["children"]]
+    steps = align(len(s_children), len(r_children),
+                  lambda i, j: _subtree_same(student, s_children[i], ref, r_children[j]))
     matched, problems = 0, []
-    for index, r_path in enumerate(r_children):
-        if index >= len(s_children):
-            problems.append(f"{path}[{index}] is missing; expected {call_text(ref[r_path])}")
-            continue
-        s_path = s_children[index]
-        if _subtree_same(student, s_path, ref, r_path):
+    for op, i, j in steps:
+        if op == "same":
             matched += 1
+        elif op == "wrong":
+            problems.append(f"{path}[{i}] is {call_text(student[s_children[i]])}; "
+                            f"expected {call_text(ref[r_children[j]])}")
+        elif op == "missing":
+            problems.append(f"{path}: a block is missing {_place(i, len(s_children), path)}; "
+                            f"expected {call_text(ref[r_children[j]])}")
         else:
-            problems.append(f"{path}[{index}] is {call_text(student[s_path])}; expected {call_text(ref[r_path])}")
-    for index in range(len(r_children), len(s_children)):
-        problems.append(f"{path}[{index}] {call_text(student[s_children[index]])} is one too many")
+            problems.append(f"{path}[{i}] {call_text(student[s_children[i]])} is one too many")
     n_ref, n_student = len(r_children), len(s_children)
     if not problems:
         return Verdict.full(item, f"{path}: all {n_ref} blocks as expected")
     head = (f"{path} has {n_student} blocks; expected {n_ref}" if n_student != n_ref
             else f"{path}: {matched} of {n_ref} blocks right")
-    if item.credit == "per_child":
-        points = round(item.points * matched / max(n_ref, n_student), 4)
+    if item.credit == "per_child":  # each missing, extra or wrong block costs one share
+        points = round(item.points * max(0, n_ref - len(problems)) / max(1, n_ref), 4)
     else:
         points = 0.0
     return Verdict(points, f"{head}: {problems[0]}", details=problems)
+
+
+def _place(i: int, count: int, path: str) -> str:
+    """Where, in the student's list, the reference's block would go."""
+    if count == 0:
+        return "(it has none)"
+    return f"after {path}[{i - 1}]" if i > 0 else f"before {path}[0]"
+
+
+def align(n_student: int, n_ref: int, same) -> list[tuple[str, int, int]]:
+    """The cheapest way to turn the student's children into the reference's (edit distance;
+    a missing, extra or wrong child costs 1): steps (op, student index, reference index),
+    op one of same | wrong | missing | extra.  For 'missing', the student index is where the
+    reference's child would go.  Compared by position instead, one block left out would
+    shift every later block and cost them all."""
+    equal = [[bool(same(i, j)) for j in range(n_ref)] for i in range(n_student)]
+    cost = [[0] * (n_ref + 1) for _ in range(n_student + 1)]
+    for i in range(n_student + 1):
+        for j in range(n_ref + 1):
+            if i == 0 or j == 0:
+                cost[i][j] = i + j
+            else:
+                cost[i][j] = min(cost[i - 1][j - 1] + (0 if equal[i - 1][j - 1] else 1),
+                                 cost[i - 1][j] + 1, cost[i][j - 1] + 1)
+    steps = []
+    i, j = n_student, n_ref
+    while i > 0 or j > 0:
+        if i > 0 and j > 0 and cost[i][j] == cost[i - 1][j - 1] + (0 if equal[i - 1][j - 1] else 1):
+            steps.append(("same" if equal[i - 1][j - 1] else "wrong", i - 1, j - 1))
+            i, j = i - 1, j - 1
+        elif j > 0 and cost[i][j] == cost[i][j - 1] + 1:
+            steps.append(("missing", i, j - 1))
+            j -= 1
+        else:
+            steps.append(("extra", i - 1, j))
+            i -= 1
+    return steps[::-1]
 
 
 def _subtree_same(student: dict, s_path: str, ref: dict, r_path: str) -> bool:

@@ -7,6 +7,8 @@ would shadow a module Python or the grader needs.
 
 from __future__ import annotations
 
+import builtins
+import difflib
 import importlib.util
 import linecache
 import os
@@ -90,15 +92,75 @@ def describe_exception(e: BaseException, workdir: str, while_doing: str = "") ->
     elif isinstance(e, PermissionError) and "grader sandbox" in str(e):
         info.update(kind="violation", message=str(e).replace("grader sandbox: ", ""))
     else:
-        info["message"] = f"{type(e).__name__}: {_first_line(e)}"
+        info["message"] = exception_text(e)
     if "file" not in info:
         frame = _student_frame(e, workdir)
         if frame is not None:
             info["file"], info["line"], code = frame
             info["code"] = f"{info['line']:>4} | {code}"
+    trace = student_trace(e, workdir)
+    if trace:
+        info["trace"] = trace
     if while_doing:
         info["while"] = while_doing
     return info
+
+
+def exception_text(e: BaseException) -> str:
+    """'AttributeError: ... has no attribute 'flaten'. Did you mean: 'flatten'?': the first line
+    of the message, with the hint Python itself prints under a traceback."""
+    text = f"{type(e).__name__}: {_first_line(e)}"
+    hint = suggestion(e)
+    return f"{text}. Did you mean: {hint!r}?" if hint and "Did you mean" not in text else text
+
+
+def suggestion(e: BaseException) -> str | None:
+    """The close name Python's traceback would suggest for a misspelt attribute or name
+    (Python 3.12 computes it in `traceback`; 3.11 only in its C excepthook)."""
+    name = getattr(e, "name", None)
+    if not isinstance(name, str) or not isinstance(e, (AttributeError, NameError)):
+        return None
+    try:
+        if isinstance(e, AttributeError):
+            obj = getattr(e, "obj", None)
+            if obj is None:
+                return None
+            candidates = set(dir(obj))
+            for table in ("_modules", "_parameters", "_buffers"):  # nn.Module keeps these out of dir() in old torch
+                candidates.update(getattr(obj, "__dict__", {}).get(table) or {})
+        else:
+            tb = e.__traceback__
+            while tb is not None and tb.tb_next is not None:
+                tb = tb.tb_next
+            frame = tb.tb_frame if tb is not None else None
+            candidates = set(dir(builtins)) | (set(frame.f_locals) | set(frame.f_globals) if frame else set())
+    except Exception:  # the student's __dir__ may raise anything
+        return None
+    candidates.discard(name)
+    close = difflib.get_close_matches(name, sorted(c for c in candidates if isinstance(c, str)), n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def student_trace(e: BaseException, workdir: str, limit: int = 12) -> list[str]:
+    """The traceback's frames in the student's own files and cells, outermost first:
+    'resnet50_skeleton.py:31 in forward: out = self.flaten(out)'.  Grader and library
+    frames are left out: they are not the student's to fix."""
+    lines = []
+    for frame in traceback.extract_tb(e.__traceback__):
+        where = _student_filename(frame.filename, workdir)
+        if where is not None:
+            code = (frame.line or linecache.getline(frame.filename, frame.lineno)).strip()
+            lines.append(f"{where}:{frame.lineno} in {frame.name}: {code}" if code else
+                         f"{where}:{frame.lineno} in {frame.name}")
+    return lines[-limit:]
+
+
+def _student_filename(filename: str, workdir: str) -> str | None:
+    if filename.startswith(workdir + os.sep):
+        return _relative(filename, workdir)
+    if _CELL_FILENAME.match(filename):
+        return filename.strip("<>")
+    return None
 
 
 def _lines_before(filename: str, lineno: int, count: int = 3) -> list[str]:
@@ -137,9 +199,8 @@ def _student_frame(e: BaseException, workdir: str):
     "NOTEBOOK cell N" with the line inside the cell)."""
     found = None
     for frame in traceback.extract_tb(e.__traceback__):
-        filename = frame.filename
-        if filename.startswith(workdir + os.sep) or _CELL_FILENAME.match(filename):
-            code = frame.line or linecache.getline(filename, frame.lineno).strip()
-            found = (_relative(filename, workdir) if not filename.startswith("<") else filename.strip("<>"),
-                     frame.lineno, code)
+        where = _student_filename(frame.filename, workdir)
+        if where is not None:
+            code = frame.line or linecache.getline(frame.filename, frame.lineno).strip()
+            found = (where, frame.lineno, code)
     return found

@@ -69,8 +69,10 @@ class StudentFailure(Exception):
         message = info.get("message", "failed")
         if info.get("while"):
             message = f"{message} (while {info['while']})"
-        return cls(info.get("kind", "exception"), message, info.get("file"), info.get("line"), info.get("code"),
-                   output)
+        failure = cls(info.get("kind", "exception"), message, info.get("file"), info.get("line"), info.get("code"),
+                      output)
+        failure.trace = list(info.get("trace") or [])  # the student's frames, for --verbose
+        return failure
 
     def where(self) -> str:
         if self.file and self.line:
