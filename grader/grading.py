@@ -16,10 +16,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-from grader import datasets
+from grader import checkpoints, datasets
 from grader.checks import KINDS
-from grader.checks.base import Context, NotGradable, Options, Verdict
-from grader.reference import Reference, ReferenceError
+from grader.checks.base import Context, NotGradable, Verdict
+from grader.options import Options
+from grader.reference import Reference, ReferenceUnavailable
 from grader.reuse import Reuse
 from grader.results import ERROR, FAILED, PARTIAL, PASSED, SKIPPED, GradeReport, ItemResult
 from grader.rubric import Rubric
@@ -156,7 +157,7 @@ def _run_item(item, context: Context) -> ItemResult:
                                extra={"failure": failure.kind})
     except (NotGradable, datasets.DataNotFound) as e:
         verdict = Verdict.skipped(str(e))
-    except ReferenceError as e:
+    except ReferenceUnavailable as e:
         verdict = Verdict(0.0, f"cannot grade: {e}", status=ERROR)
     except Exception as e:  # a bug in the grader must not cost the other items
         trace = traceback.format_exception(e)[-4:]
@@ -205,7 +206,7 @@ def notebook_by_course_name(files: dict[str, Path], rubric: Rubric) -> tuple[dic
 def _checkpoint_files(rubric: Rubric, items, submission: Path, options: Options) -> list[str]:
     names = [i.checkpoint for i in items if getattr(i, "checkpoint", None)]
     found = []
-    for folder in [*options.checkpoint_dirs, Path(submission), *rubric.checkpoint_dirs()]:
+    for folder in checkpoints.search_order(options, rubric, Path(submission)):
         for name in names:
             candidate = Path(folder) / name
             if candidate.is_file():

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from grader import intake, unpack
-from grader.unpack import UnpackLimits, UnpackRefused
+from grader.batch import intake, unpack
+from grader.batch.unpack import UnpackLimits, UnpackRefused
 
 EXPECTED = ["main.py", "vgg16_full.py", "resnet50_skeleton.py", "resnet50_epoch285.ckpt"]
 

@@ -23,6 +23,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grader import atomic
+from grader.fingerprint import code_hash
+
 CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth", ".safetensors", ".bin", ".tar")
 SAME_AS_REFERENCE = "identical to the reference solution (expected for correct answers)"
 
@@ -88,30 +91,7 @@ def find(folders: dict[str, Path], files: list[str], file_hashes: dict[str, dict
 
 def code_fingerprint(path: Path) -> str | None:
     """A hash of the file's code with comments, spacing and self-chosen names normalised."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    if path.suffix == ".ipynb":
-        text = notebook_code(text)
-    return hashlib.sha256(normalise(text).encode()).hexdigest()
-
-
-def notebook_code(text: str) -> str:
-    """The code cells of a notebook, without IPython magics and shell lines."""
-    try:
-        cells = json.loads(text).get("cells", [])
-    except (ValueError, AttributeError):
-        return text
-    lines = []
-    for cell in cells:
-        if cell.get("cell_type") != "code":
-            continue
-        source = cell.get("source", "")
-        source = "".join(source) if isinstance(source, list) else str(source)
-        lines.extend(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
-        lines.append("")
-    return "\n".join(lines)
+    return code_hash(path, normalise)
 
 
 def normalise(code: str) -> str:
@@ -211,7 +191,6 @@ class _Canonical(ast.NodeTransformer):
 
 def write_csv(found: Found, path: Path, names: dict[str, str]) -> None:
     """duplicates.csv: one row per student in each group."""
-    from grader.gradebook import atomic_write
 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -220,4 +199,4 @@ def write_csv(found: Found, path: Path, names: dict[str, str]) -> None:
         for student in group.students:
             writer.writerow([number, group.kind, group.file, len(group.students), student, names.get(student, ""),
                              group.note, group.fingerprint])
-    atomic_write(path, buf.getvalue())
+    atomic.write_text(path, buf.getvalue())

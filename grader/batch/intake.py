@@ -11,7 +11,7 @@ Layouts understood (see docs/batch.md):
   * Gradescope's export: `submission_<n>/` folders and submission_metadata.yml;
   * any flat folder where each file is `<student><separator><file the rubric names>`;
   * the download itself as one .zip.
-Students' zips are unpacked safely (grader.unpack) into the output folder; the
+Students' zips are unpacked safely (grader.batch.unpack) into the output folder; the
 instructor's download is never modified.
 """
 
@@ -27,8 +27,8 @@ from pathlib import Path
 
 import yaml
 
-from grader import unpack
-from grader.unpack import JUNK, UnpackLimits, UnpackRefused
+from grader.batch import unpack
+from grader.batch.unpack import JUNK, UnpackLimits, UnpackRefused
 
 _MOODLE = re.compile(r"^(?P<name>.+?)_(?P<id>\d+)_assignsubmission_(?P<plugin>[a-z]+)_(?P<rest>.*)$")
 _CANVAS = re.compile(r"^(?P<name>[a-z0-9\-]+?)(?P<late>_late)?_(?P<id>\d+)_(?P<sub>\d+)_(?P<rest>.+)$", re.I)

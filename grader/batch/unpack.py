@@ -18,6 +18,8 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from grader.errors import GraderError
+
 JUNK = ("__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini")
 _CHUNK = 1 << 20
 
@@ -35,7 +37,7 @@ class Unpacked:
     notes: list[str] = field(default_factory=list)
 
 
-class UnpackRefused(Exception):
+class UnpackRefused(GraderError):
     """The zip as a whole cannot be used; the message says why, for the student."""
 
 

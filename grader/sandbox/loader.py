@@ -15,10 +15,12 @@ import sys
 import traceback
 import types
 
+from grader.errors import GraderError
+
 _CELL_FILENAME = re.compile(r"^<(?P<notebook>.+) cell (?P<cell>\d+)>$")
 
 
-class StudentError(Exception):
+class StudentError(GraderError):
     """An error in the student's code, already turned into a report-ready dict."""
 
     def __init__(self, info: dict):
