@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from grader.errors import GraderError
 from grader import atomic
+from grader.errors import GraderError
 from grader.evaluate import ImageArray
 from grader.fingerprint import tree_stamp
 

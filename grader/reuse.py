@@ -61,7 +61,7 @@ class Reuse:
         """A fresh store with a new secret seed, for one batch run."""
         # Earlier runs' stores stay: jobs of an interrupted run (on a cluster) may still use theirs.
         folder = Path(state_dir) / "reuse" / secrets.token_hex(4)
-        _write_bytes(folder / "seed", secrets.token_hex(8).encode())
+        atomic.write_bytes(folder / "seed", secrets.token_hex(8).encode())
         return cls(folder)
 
     # -- exact reuse ------------------------------------------------------------------
@@ -84,7 +84,7 @@ class Reuse:
             return None
 
     def put(self, key: str, result: dict, student: str) -> None:
-        _write_json(self.folder / "exact" / f"{key}.json", {"result": result, "student": student})
+        atomic.write_json(self.folder / "exact" / f"{key}.json", {"result": result, "student": student})
 
     # -- probe reuse ------------------------------------------------------------------
 
@@ -163,6 +163,3 @@ def _syntax_tree(text: str) -> str:
     except SyntaxError:
         return text
 
-
-def _write_json(path: Path, data: dict) -> None:
-    atomic.write_json(path, data)

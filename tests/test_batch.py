@@ -20,7 +20,7 @@ from rich.console import Console
 
 from grader import batch
 from grader.batch import gradebook, progress
-from grader.checks.base import Options
+from grader.options import Options
 from tests.cnn_class import LOOP, REFERENCE, RESNET_FILE, at_import
 from tests.conftest import ROOT, RUBRICS, run_cli
 from tests.processes import descendants, wait_gone

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
-from grader.errors import GraderError
 from grader.authoring import handout_readme, skeleton
+from grader.errors import GraderError
 from grader.rubric import Rubric, RubricError, json_schema
 
 # Fixed timestamps: the same sources give byte-identical zips.

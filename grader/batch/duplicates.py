@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import ast
 import csv
-import hashlib
 import io
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path

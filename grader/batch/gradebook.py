@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from grader import atomic
 from grader.results import ERROR, PARTIAL, SKIPPED, UNCERTAIN, GradeReport, ItemResult
 
 GRADED, NOT_GRADED = "graded", "error"

@@ -1,6 +1,6 @@
 """Finding each student's submission in what an instructor downloads.
 
-Layouts understood (see docs/batch.md):
+Layouts understood (see docs/instructors.md):
   * one folder or one .zip per student, named by the student;
   * Moodle's "Download all submissions": `Jane Doe_123456_assignsubmission_file_<file>`
     (flat) or folders `Jane Doe_123456_assignsubmission_file_/`;

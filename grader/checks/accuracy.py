@@ -21,7 +21,6 @@ the interval cannot settle is "uncertain".
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable, Literal
 
