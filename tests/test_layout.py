@@ -135,3 +135,31 @@ def test_class_grading_is_not_at_the_top_of_grader():
     leaked = sorted((top & CLASS_MODULES) - {"batch"})
     assert not leaked, f"class-grading modules at the top of grader/: {leaked} (they belong in grader/batch/)"
     assert (GRADER / "batch" / "__init__.py").is_file()
+
+
+def test_every_grader_error_has_the_common_base():
+    """The CLI reports any GraderError in one place; an exception class outside it would be a traceback."""
+    import importlib
+
+    from grader.errors import GraderError
+
+    # Control flow inside the student's process, and pydantic's validation protocol, stay as they are.
+    exempt = {"DataNotLoaded", "CellTimeout", "LocatedError"}
+    missing = []
+    for module, path in _modules().items():
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef) and node.name not in exempt and any(
+                    isinstance(b, ast.Name) and b.id.endswith(("Error", "Exception")) for b in node.bases):
+                cls = getattr(importlib.import_module(module), node.name)
+                if not issubclass(cls, GraderError):
+                    missing.append(f"{module}.{node.name}")
+    assert not missing, f"exceptions without GraderError as a base: {missing}"
+    assert not any(n == "ReferenceError" for n in _class_names()), "ReferenceError shadows the builtin"
+
+
+def _class_names():
+    for path in _modules().values():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                yield node.name
