@@ -41,7 +41,7 @@ from typing import NamedTuple
 from grader import atomic
 from grader.batch import staging
 from grader.batch.executors import ExecutorError, OnEvent
-from grader.batch.job import hard_limit_s, run_job
+from grader.batch.job import Job, hard_limit_s, run_job
 
 RETRIES = 1  # a job that ends without a result is submitted once more
 MAX_ARRAY = 1000  # tasks per array (Slurm's default MaxArraySize is 1001)
@@ -511,6 +511,7 @@ def _read(path: Path) -> str:
 
 def run_on_node(job: dict) -> dict:
     """One student, in a Slurm job: what a local worker does, with this job's own environment."""
+    job = Job.from_dict(job)
     finished = False
 
     def ended_by_slurm(signum, frame):
@@ -518,22 +519,22 @@ def run_on_node(job: dict) -> dict:
         # the students' too.  Stop at once, writing nothing: a student killed by Slurm must not be
         # graded as crashed.  The batch sees the job end without a result and submits it again.
         if not finished:
-            os.write(2, f"grader: Slurm ended the job (signal {signum}) before {job['student']} was graded\n".encode())
+            os.write(2, f"grader: Slurm ended the job (signal {signum}) before {job.student} was graded\n".encode())
             os._exit(128 + signum)
 
     signal.signal(signal.SIGTERM, ended_by_slurm)
     # submitit asks Slurm for SIGUSR2 shortly before the time limit; it would reach (and end) the
     # students' processes too.  Ignored here, and so in every process this one starts.
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
-    os.environ.update(job.get("env", {}))
+    os.environ.update(job.env)
     os.environ.pop("GRADER_DATA_DIR", None)  # the data set comes from the job's options only
     task = os.environ.get("SLURM_ARRAY_JOB_ID", os.environ.get("SLURM_JOB_ID", "?"))
     if "SLURM_ARRAY_TASK_ID" in os.environ:
         task += f"_{os.environ['SLURM_ARRAY_TASK_ID']}"
-    print(f"grader: grading {job['student']} (attempt {job.get('attempt', 1)}) on {socket.gethostname()} "
+    print(f"grader: grading {job.student} (attempt {job.attempt}) on {socket.gethostname()} "
           f"in Slurm job {task}", flush=True)
-    progress = Path(job["progress_file"])
+    progress = Path(job.progress_file)
     record = run_job(job, on_progress=lambda text: atomic.write_text(progress, text))
     finished = True
-    print(f"grader: {job['student']}: {record['status']}", flush=True)
+    print(f"grader: {job.student}: {record['status']}", flush=True)
     return record
