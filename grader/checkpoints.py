@@ -15,11 +15,13 @@ from collections import OrderedDict
 
 import torch
 
+from grader.errors import GraderError
+
 WRAPPER_KEYS = ("state_dict", "net", "model", "model_state_dict", "module", "weights")
 PREFIXES = ("module.", "_orig_mod.")
 
 
-class CheckpointRefused(Exception):
+class CheckpointRefused(GraderError):
     """The file is not a checkpoint we can read safely; the message says why and what to do."""
 
 
@@ -164,3 +166,12 @@ def group_keys(keys: list[str], other_side: list[str]) -> dict[str, list[str]]:
                 break
         groups.setdefault(group, []).append(key)
     return groups
+
+
+def search_order(options, rubric, submission=None) -> list:
+    """Where an item's checkpoint is looked for, the first found winning: the instructor's
+    --checkpoints folders, the submission (when given), then the rubric's checkpoints folder."""
+    from pathlib import Path
+
+    return [Path(p) for p in [*options.checkpoint_dirs, *([submission] if submission is not None else []),
+                              *rubric.checkpoint_dirs()]]

@@ -6,26 +6,73 @@ Exit codes: 0 every graded item passed, 1 some item failed, 2 usage error
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 
-from grader import assignments, grading, report
+from grader import grading, report
 from grader.authoring import bundle as bundle_module
 from grader.authoring import skeleton as authoring_skeleton
-from grader import gradebook as gradebook_module
-from grader.checks.base import Options
+from grader.batch import gradebook as gradebook_module
+from grader.console import error as _print_error
+from grader.console import say
 from grader.device import resolve as resolve_device
+from grader.errors import GraderError
+from grader.options import Options, Precision
 from grader.rubric import RubricError
+from grader.rubric import find as assignments
 
-app = typer.Typer(help="Grade PyTorch CNN assignments against a rubric YAML.", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False)
+
+class _App(typer.Typer):
+    """A Typer whose commands turn any GraderError into `error: MESSAGE` and its exit code: the one
+    place library errors become what the person at the terminal sees."""
+
+    def command(self, *args, **kwargs):
+        register = super().command(*args, **kwargs)
+        return lambda function: register(_error_boundary(function))
+
+
+def _error_boundary(command):
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except GraderError as e:
+            _print_error(str(e))
+            raise typer.Exit(e.exit_code) from None
+    return run
+
+
+app = _App(help="Grade PyTorch CNN assignments against a rubric YAML.", no_args_is_help=True,
+           add_completion=False, pretty_exceptions_enable=False)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+# -- options several commands share, declared once ------------------------------------
+
+RubricOpt = Annotated[Optional[str], typer.Option("--rubric", "-r", help="rubric YAML path or assignment name "
+                                                  "(default: found from the folder or its file names)")]
+CheckpointsOpt = Annotated[list[Path], typer.Option("--checkpoints", "-c", help="folder with the instructor's "
+                                                    "checkpoints (repeatable)")]
+DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="folder with CIFAR-10 or image folders "
+                                                    "(default: $GRADER_DATA_DIR, then the user cache)")]
+DownloadOpt = Annotated[bool, typer.Option("--download", help="download CIFAR-10 with torchvision if missing")]
+ItemsOpt = Annotated[Optional[str], typer.Option("--items", help="comma-separated item ids to grade")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps")]
+PrecisionOpt = Annotated[Precision, typer.Option("--precision", help="number format for evaluation")]
+BatchSizeOpt = Annotated[Optional[int], typer.Option("--batch-size", help="evaluation batch size")]
+TimeoutOpt = Annotated[Optional[float], typer.Option("--timeout", help="wall-clock limit for a whole submission, "
+                                                     "seconds (default: the rubric's limits.timeout_s)")]
+ItemTimeoutOpt = Annotated[Optional[float], typer.Option("--item-timeout", help="limit for each item's work in the "
+                                                         "student's process, seconds (replaces the rubric's)")]
+MemoryOpt = Annotated[Optional[int], typer.Option("--memory-mb", help="memory the student's process may allocate, "
+                                                  "MB (default: the rubric's limits.memory_mb)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
 
 _option_type = typer.core.TyperOption.display_type_rich
@@ -63,11 +110,11 @@ def _commands(version: bool = typer.Option(False, "--version", help="print the v
 
 
 def _fail_usage(message: str) -> None:
-    Console(stderr=True).print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    _print_error(message)
     raise typer.Exit(EXIT_USAGE)
 
 
-def _options(device: str, precision: str, checkpoints: list[Path], data_dir: Optional[Path], download: bool,
+def _options(device: str, precision: Precision, checkpoints: list[Path], data_dir: Optional[Path], download: bool,
              batch_size: Optional[int]) -> Options:
     try:
         resolved = resolve_device(device)
@@ -76,13 +123,10 @@ def _options(device: str, precision: str, checkpoints: list[Path], data_dir: Opt
     for flag, folder in [("--checkpoints", c) for c in checkpoints] + [("--data-dir", data_dir)]:
         if folder is not None and not Path(folder).is_dir():  # a typo must not grade every student 0
             _fail_usage(f"{flag} {folder}: {'not a folder' if Path(folder).exists() else 'no such folder'}")
-    return Options(device=resolved, precision=precision, checkpoint_dirs=list(checkpoints),
+    return Options(device=resolved, precision=Precision(precision).value, checkpoint_dirs=list(checkpoints),
                    data_dir=str(data_dir) if data_dir else None, download=download, batch_size=batch_size)
 
 
-_TIMEOUT_HELP = "wall-clock limit for a whole submission, seconds (default: the rubric's limits.timeout_s)"
-_ITEM_TIMEOUT_HELP = "limit for each item's work in the student's process, seconds (replaces the rubric's)"
-_MEMORY_HELP = "memory the student's process may allocate, MB (default: the rubric's limits.memory_mb)"
 
 
 def _item_ids(items: Optional[str], rubric_obj) -> Optional[list[str]]:
@@ -110,23 +154,21 @@ def _limits(timeout: Optional[float], item_timeout: Optional[float], memory_mb: 
 @app.command()
 def check(
     submission: Path = typer.Argument(..., help="folder with the student's files, by the course's names"),
-    rubric: Optional[str] = typer.Option(None, "--rubric", "-r", help="rubric YAML path or assignment name "
-                                         "(default: found from the folder or its file names)"),
-    checkpoints: list[Path] = typer.Option([], "--checkpoints", "-c", help="folder with checkpoints (repeatable)"),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="folder with CIFAR-10 or image folders "
-                                            "(default: $GRADER_DATA_DIR, then the user cache)"),
-    download: bool = typer.Option(False, "--download", help="download CIFAR-10 with torchvision if missing"),
-    items: Optional[str] = typer.Option(None, "--items", help="comma-separated item ids to grade"),
+    rubric: RubricOpt = None,
+    checkpoints: CheckpointsOpt = [],
+    data_dir: DataDirOpt = None,
+    download: DownloadOpt = False,
+    items: ItemsOpt = None,
     public: bool = typer.Option(False, "--public", help="grade the visible items only, as a student's "
                                 "self-check does"),
     as_json: bool = typer.Option(False, "--json", help="print Gradescope's results.json instead of a table"),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps"),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 (default), bf16 or fp16 for evaluation"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="evaluation batch size"),
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = Precision.fp32,
+    batch_size: BatchSizeOpt = None,
     verbose: bool = typer.Option(False, "--verbose", "-v", help="all details, isolation and the code's output"),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help=_TIMEOUT_HELP),
-    item_timeout: Optional[float] = typer.Option(None, "--item-timeout", help=_ITEM_TIMEOUT_HELP),
-    memory_mb: Optional[int] = typer.Option(None, "--memory-mb", help=_MEMORY_HELP),
+    timeout: TimeoutOpt = None,
+    item_timeout: ItemTimeoutOpt = None,
+    memory_mb: MemoryOpt = None,
     train: bool = typer.Option(True, "--train/--no-train", help="train a model that has no checkpoint when its "
                                "item has a training recipe (the notebook challenge)"),
     train_budget: Optional[float] = typer.Option(None, "--train-budget", help="wall-clock seconds for such "
@@ -135,15 +177,10 @@ def check(
     """Grade one submission folder and print a report."""
     if not submission.is_dir():
         _fail_usage(f"{submission} is not a folder")
-    if precision not in ("fp32", "bf16", "fp16"):
-        _fail_usage("--precision is one of fp32, bf16, fp16")
-    try:
-        rubric_obj = assignments.resolve(rubric, submission)
-        if public and not rubric_obj.public:
-            rubric_obj = rubric_obj.public_view()
-        selected = _item_ids(items, rubric_obj)
-    except RubricError as e:
-        _fail_usage(str(e))
+    rubric_obj = assignments.resolve(rubric, submission)
+    if public and not rubric_obj.public:
+        rubric_obj = rubric_obj.public_view()
+    selected = _item_ids(items, rubric_obj)
     rubric_obj = rubric_obj.with_limits(**_limits(timeout, item_timeout, memory_mb))
     options = _options(device, precision, checkpoints, data_dir, download, batch_size)
     options.train_if_missing, options.train_budget_s = train, train_budget
@@ -164,15 +201,12 @@ def check(
 
 # -- authoring: skeletons, rubrics, handouts -------------------------------------------
 
-rubric_app = typer.Typer(help="Validate, summarise and describe rubric files.", no_args_is_help=True)
+rubric_app = _App(help="Validate, summarise and describe rubric files.", no_args_is_help=True)
 app.add_typer(rubric_app, name="rubric")
 
 
 def _load_rubric(name: str):
-    try:
-        return assignments.load_named(name)
-    except RubricError as e:
-        _fail_usage(str(e))
+    return assignments.load_named(name)
 
 
 @app.command()
@@ -205,7 +239,7 @@ def skeleton(
                 text = f"{rubric_obj.assignment}: wrote {len(written)} file(s) to {_shown(target)}: {', '.join(written)}"
         except authoring_skeleton.MarkerError as e:
             _fail_usage(f"{rubric_obj.assignment}: {e}")
-        console.print(text, markup=False, highlight=False, soft_wrap=True)
+        say(console, text)
     raise typer.Exit(EXIT_FAILED if stale_any else EXIT_OK)
 
 
@@ -233,25 +267,24 @@ def rubric_validate(rubrics: list[str] = typer.Argument(..., help="rubric YAML p
             rubric_obj = rubric_module.load(path)
         except RubricError as e:
             failed = True
-            console.print(str(e), markup=False, highlight=False, soft_wrap=True)
+            say(console, str(e))
             continue
         findings = rubric_tools.lint(rubric_obj)
         for finding in findings:
-            console.print(finding.text(str(path)), markup=False, highlight=False, soft_wrap=True)
+            say(console, finding.text(str(path)))
         errors = [f for f in findings if f.level == "error"]
         failed |= bool(errors)
         summary = rubric_tools.summary(rubric_obj)
         verdict = "invalid" if errors else "valid"
-        console.print(f"{path}: {verdict}: {len(rubric_obj.items)} items, {summary['total_points']:g} points "
-                      f"({summary['public_points']:g} public, {summary['hidden_points']:g} hidden)",
-                      markup=False, highlight=False, soft_wrap=True)
+        say(console, f"{path}: {verdict}: {len(rubric_obj.items)} items, {summary['total_points']:g} points "
+                     f"({summary['public_points']:g} public, {summary['hidden_points']:g} hidden)")
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
 
 @rubric_app.command("show")
 def rubric_show(
     rubric: str = typer.Argument(..., help="rubric YAML path or assignment name"),
-    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+    as_json: JsonOpt = False,
 ) -> None:
     """Items, points and visibility of a rubric, with the public and hidden totals."""
     from grader.authoring import rubric_tools
@@ -291,16 +324,14 @@ def bundle(
     if student == instructor:
         _fail_usage("say which bundle: --student or --instructor")
     rubric_obj = _load_rubric(assignment)
-    try:
-        if student:
-            made = bundle_module.student(rubric_obj, output, with_checkpoints=with_checkpoints, install=install)
-        else:
-            made = bundle_module.instructor(rubric_obj, output)
-    except (bundle_module.BundleError, RubricError) as e:
-        _fail_usage(str(e))
-    Console().print(f"wrote {made.path} ({len(made.members)} files)", markup=False, highlight=False)
+    if student:
+        made = bundle_module.student(rubric_obj, output, with_checkpoints=with_checkpoints, install=install)
+    else:
+        made = bundle_module.instructor(rubric_obj, output)
+    console = Console()
+    say(console, f"wrote {made.path} ({len(made.members)} files)")
     for member in made.members:
-        Console().print(f"  {member}", markup=False, highlight=False)
+        say(console, f"  {member}")
 
 
 @app.command()
@@ -312,17 +343,16 @@ def batch(
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="students graded at once (default: what the "
                                        "CPU cores and memory allow; 32 with --executor slurm)"),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads per student (default: cores / -j)"),
-    checkpoints: list[Path] = typer.Option([], "--checkpoints", "-c", help="folder with the instructor's "
-                                           "checkpoints (repeatable)"),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="folder with CIFAR-10 or image folders"),
-    download: bool = typer.Option(False, "--download", help="download CIFAR-10 with torchvision if missing"),
-    items: Optional[str] = typer.Option(None, "--items", help="comma-separated item ids to grade"),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps"),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 (default), bf16 or fp16 for evaluation"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="evaluation batch size"),
-    timeout: Optional[float] = typer.Option(None, "--timeout", help=_TIMEOUT_HELP),
-    item_timeout: Optional[float] = typer.Option(None, "--item-timeout", help=_ITEM_TIMEOUT_HELP),
-    memory_mb: Optional[int] = typer.Option(None, "--memory-mb", help=_MEMORY_HELP),
+    checkpoints: CheckpointsOpt = [],
+    data_dir: DataDirOpt = None,
+    download: DownloadOpt = False,
+    items: ItemsOpt = None,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = Precision.fp32,
+    batch_size: BatchSizeOpt = None,
+    timeout: TimeoutOpt = None,
+    item_timeout: ItemTimeoutOpt = None,
+    memory_mb: MemoryOpt = None,
     force: bool = typer.Option(False, "--force", help="regrade every student, even unchanged ones"),
     no_reuse: bool = typer.Option(False, "--no-reuse", help="evaluate every student's model, even when an "
                                   "identical or equivalent one was already evaluated in this run"),
@@ -350,25 +380,18 @@ def batch(
     """Grade a whole class in parallel: grades.csv, per-student results.json and feedback.md, summary.md,
     duplicates.csv.  Rerun the same command to resume; only changed students are regraded."""
     from grader import batch as batch_module
-    from grader import progress
-    from grader.executors import ExecutorError
-    from grader.intake import IntakeError
-    from grader.unpack import UnpackLimits
+    from grader.batch import progress
+    from grader.batch.unpack import UnpackLimits
 
     if not submissions.exists():
         _fail_usage(f"{submissions} does not exist")
-    if precision not in ("fp32", "bf16", "fp16"):
-        _fail_usage("--precision is one of fp32, bf16, fp16")
     if (jobs is not None and jobs < 1) or (threads is not None and threads < 1) or max_unzip_mb < 1:
         _fail_usage("--jobs, --threads and --max-unzip-mb must be positive")
     if out.exists() and not out.is_dir():
         _fail_usage(f"-o {out} is a file; give a folder (created if missing)")
-    try:
-        resolved_rubric = assignments.resolve(rubric, submissions)
-        rubric_path = resolved_rubric.path
-        selected = _item_ids(items, resolved_rubric)
-    except RubricError as e:
-        _fail_usage(str(e))
+    resolved_rubric = assignments.resolve(rubric, submissions)
+    rubric_path = resolved_rubric.path
+    selected = _item_ids(items, resolved_rubric)
     limits = _limits(timeout, item_timeout, memory_mb)
     cluster = _cluster(executor, rubric_path, limits, out, shared_dir, jobs, slurm_arg, partition=partition,
                        gpus=gpus_per_job, cpus=cpus_per_job, mem_gb=mem_per_job, time_min=time_per_job)
@@ -386,16 +409,13 @@ def batch(
     console = Console()
     try:
         result = batch_module.run(config, progress.for_console(console), executor=cluster)
-    except (RubricError, FileNotFoundError, IntakeError) as e:
-        _fail_usage(str(e))
-    except ExecutorError as e:  # e.g. sbatch refused the jobs
+    except FileNotFoundError as e:
         _fail_usage(str(e))
     gradebook_module.show_summary(result.summary, console)
-    console.print(f"results in {out}: grades.csv, summary.md, duplicates.csv, students/<id>/", markup=False,
-                  highlight=False, soft_wrap=True)
+    say(console, f"results in {out}: grades.csv, summary.md, duplicates.csv, students/<id>/")
     if result.interrupted:
-        Console(stderr=True).print("interrupted: every finished student is in grades.csv; rerun the same "
-                                   "command to grade the rest", markup=False, highlight=False)
+        say(Console(stderr=True), "interrupted: every finished student is in grades.csv; rerun the same "
+                                  "command to grade the rest")
         raise typer.Exit(130)
     raise typer.Exit(EXIT_OK if not result.summary.errors else EXIT_FAILED)
 
@@ -412,18 +432,18 @@ def _cluster(executor: str, rubric_path: Path, limits: dict, out: Path, shared_d
         if any(v for v in given.values()):
             _fail_usage(f"{', '.join(k for k, v in given.items() if v)} apply to --executor slurm")
         return None
-    from grader import slurm
+    from grader.batch import slurm
     from grader.rubric import load as load_rubric
 
     for flag, key, least in (("--gpus-per-job", "gpus", 0), ("--cpus-per-job", "cpus", 1),
                              ("--mem-per-job", "mem_gb", 1e-3), ("--time-per-job", "time_min", 1)):
         if flags[key] is not None and flags[key] < least:
             _fail_usage(f"{flag} must be {'0 or more' if least == 0 else 'positive'}")
+    rubric_obj = load_rubric(rubric_path).with_limits(**limits)
     try:
-        rubric_obj = load_rubric(rubric_path).with_limits(**limits)
         cluster = slurm.SlurmExecutor.for_rubric(rubric_obj, out, shared_dir=shared_dir, max_running=jobs,
                                                  extra=slurm_args, **flags)
-    except (RubricError, slurm.SlurmUnavailable, ValueError) as e:
+    except ValueError as e:  # a --slurm-arg that is not KEY=VALUE
         _fail_usage(str(e))
     return cluster
 
@@ -432,7 +452,7 @@ def _cluster(executor: str, rubric_path: Path, limits: dict, out: Path, shared_d
 def train_command(
     submission: Path = typer.Argument(..., help="folder with the student's files"),
     item: str = typer.Option(..., "--item", help="the accuracy item whose model is trained, e.g. challenge.accuracy"),
-    rubric: Optional[str] = typer.Option(None, "--rubric", "-r", help="rubric YAML path or assignment name"),
+    rubric: RubricOpt = None,
     epochs: Optional[float] = typer.Option(None, "--epochs", help="epochs (default: what the submission asks for, "
                                            "at most the rubric's)"),
     out: Optional[Path] = typer.Option(None, "--out", help="checkpoint to write (default: the item's checkpoint "
@@ -441,80 +461,39 @@ def train_command(
                                            "there, and running again resumes it"),
     recipe: Optional[str] = typer.Option(None, "--recipe", help="another recipe of the item (default: its train:)"),
     fresh: bool = typer.Option(False, "--fresh", help="start over instead of resuming an unfinished --out"),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="folder with CIFAR-10 (training images)"),
-    download: bool = typer.Option(False, "--download", help="download CIFAR-10 with torchvision if missing"),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps"),
+    data_dir: DataDirOpt = None,
+    download: DownloadOpt = False,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Train a submission's model for an accuracy item and write its checkpoint."""
-    from grader.checks.base import NotGradable
+    from grader.console import training_progress
     from grader.sandbox.session import StudentFailure
 
     if not submission.is_dir():
         _fail_usage(f"{submission} is not a folder")
-    try:
-        rubric_obj = assignments.resolve(rubric, submission)
-        _item_ids(item, rubric_obj)
-    except RubricError as e:
-        _fail_usage(str(e))
-    options = _options(device, "fp32", [], data_dir, download, None)
+    rubric_obj = assignments.resolve(rubric, submission)
+    _item_ids(item, rubric_obj)
+    options = _options(device, Precision.fp32, [], data_dir, download, None)
     err = Console(stderr=True)
-    with _training_progress(err, item) as on_progress:
+    with training_progress(err, item) as on_progress:
         try:
             summary = grading.train(submission, rubric_obj, item, options, out=out, recipe=recipe, epochs=epochs,
                                     budget_s=budget, fresh=fresh, on_progress=on_progress)
-        except NotGradable as e:
-            _fail_usage(str(e))
-        except StudentFailure as e:
+        except StudentFailure as e:  # the student's code failed, not the command: said as such, exit 1
             where = f" ({e.where()})" if e.where() else ""
-            err.print(f"training failed: {e.message}{where}", markup=False, highlight=False, soft_wrap=True)
+            say(err, f"training failed: {e.message}{where}")
             if "not written by grader train" in e.message:
-                err.print("pass --fresh to replace it, or --out FILE", markup=False)
+                say(err, "pass --fresh to replace it, or --out FILE")
             raise typer.Exit(EXIT_FAILED)
     result = summary["result"]
     state = "stopped by the budget" if result["stopped_by_budget"] else "done"
-    Console().print(f"{summary['out']}: {result['epochs_done']:g} of {summary['epochs']:g} epochs, {state} "
-                    f"({result['seconds']:.0f} s this run)", markup=False, highlight=False, soft_wrap=True)
+    console = Console()
+    say(console, f"{summary['out']}: {result['epochs_done']:g} of {summary['epochs']:g} epochs, {state} "
+                 f"({result['seconds']:.0f} s this run)")
     for note in summary["notes"]:
-        Console().print(f"  - {note}", markup=False, highlight=False, soft_wrap=True)
+        say(console, f"  - {note}")
     if result["stopped_by_budget"]:
-        Console().print("run the same command again to resume; `grader check` grades it as it is",
-                        markup=False, highlight=False)
-
-
-def _training_progress(console: Console, item: str):
-    """A progress bar with the time left in a terminal; a line per tenth (or minute) when piped."""
-    import contextlib
-    import time
-
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
-
-    from grader.checks.accuracy import duration
-
-    @contextlib.contextmanager
-    def bar():
-        with Progress(TextColumn(f"training {item}"), BarColumn(), TaskProgressColumn(),
-                      TextColumn("{task.fields[info]}"), console=console, transient=False) as progress:
-            task = progress.add_task("train", total=None, info="starting")
-
-            def update(p: dict) -> None:
-                info = (f"epoch {p['epoch']:.2f}/{p['epochs']:g}  loss {p['loss']:.3f}  "
-                        f"{duration(p['elapsed_s'])} elapsed, {duration(p.get('eta_s'))} left")
-                progress.update(task, completed=p["step"], total=p["steps"], info=info)
-            yield update
-
-    @contextlib.contextmanager
-    def lines():
-        last = {"time": 0.0, "tenth": -1}
-
-        def update(p: dict) -> None:
-            tenth = int(10 * p["step"] / max(1, p["steps"]))
-            if tenth != last["tenth"] or time.monotonic() - last["time"] > 60:
-                last.update(time=time.monotonic(), tenth=tenth)
-                console.print(f"training {item}: epoch {p['epoch']:.2f}/{p['epochs']:g}, loss {p['loss']:.3f}, "
-                              f"{duration(p.get('eta_s'))} left", markup=False, highlight=False)
-        yield update
-
-    return bar() if console.is_terminal else lines()
+        say(console, "run the same command again to resume; `grader check` grades it as it is")
 
 
 def main() -> None:

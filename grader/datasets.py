@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from grader import atomic
+from grader.errors import GraderError
 from grader.evaluate import ImageArray
 from grader.fingerprint import tree_stamp
 
@@ -55,7 +57,7 @@ class DataSpec(BaseModel):
     normalize: Normalization = Field(default_factory=Normalization)
 
 
-class DataNotFound(Exception):
+class DataNotFound(GraderError):
     """No data set where we looked; the message says exactly what to put where."""
 
 
@@ -179,11 +181,11 @@ def _cached(key_parts, decode, source: str, is_sample: bool = False) -> Labelled
     if not (images_path.exists() and meta_path.exists() and labels_path.exists()):
         images, labels, classes = decode()
         labels_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(images_path, np.ascontiguousarray(images, dtype=np.uint8).tobytes())
+        atomic.write_bytes(images_path, np.ascontiguousarray(images, dtype=np.uint8).tobytes())
         buf = io.BytesIO()
         np.save(buf, np.asarray(labels, dtype=np.int64))
-        _atomic_write(labels_path, buf.getvalue())
-        _atomic_write(meta_path, json.dumps({"shape": list(images.shape), "classes": classes,
+        atomic.write_bytes(labels_path, buf.getvalue())
+        atomic.write_bytes(meta_path, json.dumps({"shape": list(images.shape), "classes": classes,
                                              "source": source}).encode())
     meta = json.loads(meta_path.read_text())
     labels = torch.from_numpy(np.load(labels_path))
@@ -196,14 +198,8 @@ def describe_as(found: LabelledImages, source: str) -> None:
     meta_path = Path(found.images.path).with_suffix(".json")
     meta = json.loads(meta_path.read_text())
     if meta.get("source") != source:
-        _atomic_write(meta_path, json.dumps({**meta, "source": source}).encode())
+        atomic.write_bytes(meta_path, json.dumps({**meta, "source": source}).encode())
     found.source = source
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 class _ArraysOnly(pickle.Unpickler):

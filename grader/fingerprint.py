@@ -13,6 +13,7 @@ import json
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
 _CHUNK = 1 << 20
 
@@ -45,10 +46,9 @@ class FileHashes:
     def save(self) -> None:
         if self.store is None or not self._changed:
             return
-        self.store.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.store.with_name(self.store.name + f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(self._known))
-        os.replace(tmp, self.store)
+        from grader import atomic
+
+        atomic.write_json(self.store, self._known)
         self._changed = False
 
 
@@ -106,3 +106,18 @@ def grader_version() -> str:
 def combine(parts: dict) -> str:
     """One hash for a JSON-able description."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def code_hash(path: Path, normalise: Callable[[str], str]) -> str | None:
+    """sha256 of a source file's code after `normalise` (a notebook: its code cells); None when unreadable.
+
+    duplicates and reuse differ only in `normalise`: how much of the code's form may change."""
+    from grader.notebook import code_text
+
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    if Path(path).suffix == ".ipynb":
+        text = code_text(text)
+    return hashlib.sha256(normalise(text).encode()).hexdigest()

@@ -16,10 +16,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-from grader import datasets
+from grader import checkpoints, datasets, links
 from grader.checks import KINDS
-from grader.checks.base import Context, NotGradable, Options, Verdict
-from grader.reference import Reference, ReferenceError
+from grader.checks.base import Context, NotGradable, Verdict
+from grader.options import Options
+from grader.reference import Reference, ReferenceUnavailable
 from grader.reuse import Reuse
 from grader.results import ERROR, FAILED, PARTIAL, PASSED, SKIPPED, GradeReport, ItemResult
 from grader.rubric import Rubric
@@ -164,7 +165,7 @@ def _run_item(item, context: Context) -> ItemResult:
         verdict = Verdict.zero(failure.message, where=failure.where() or None, details=details, extra=extra)
     except (NotGradable, datasets.DataNotFound) as e:
         verdict = Verdict.skipped(str(e))
-    except ReferenceError as e:
+    except ReferenceUnavailable as e:
         verdict = Verdict(0.0, f"cannot grade: {e}", status=ERROR)
     except Exception as e:  # a bug in the grader must not cost the other items
         trace = traceback.format_exception(e)[-4:]
@@ -200,9 +201,7 @@ def collect_files(folder: Path) -> tuple[dict[str, Path], list[str]]:
 
 def _link_notes(folder: Path) -> list[str]:
     """collect_files skips symbolic links (never followed): the student is told which."""
-    from grader import intake
-
-    return intake.link_notes(intake.links(folder))
+    return links.notes(links.symlinks(folder))
 
 
 def notebook_by_course_name(files: dict[str, Path], rubric: Rubric) -> tuple[dict[str, Path], list[str]]:
@@ -220,7 +219,7 @@ def notebook_by_course_name(files: dict[str, Path], rubric: Rubric) -> tuple[dic
 def _checkpoint_files(rubric: Rubric, items, submission: Path, options: Options) -> list[str]:
     names = [i.checkpoint for i in items if getattr(i, "checkpoint", None)]
     found = []
-    for folder in [*options.checkpoint_dirs, Path(submission), *rubric.checkpoint_dirs()]:
+    for folder in checkpoints.search_order(options, rubric, Path(submission)):
         for name in names:
             candidate = Path(folder) / name
             if Path(folder) == Path(submission) and (candidate.is_symlink() or not candidate.resolve()

@@ -45,6 +45,8 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from grader.errors import GraderError, StudentError, exception_text
+
 
 class NotebookOptions(BaseModel):
     """The rubric's `notebook:` block: how the course's notebook is run for grading."""
@@ -60,7 +62,7 @@ class NotebookOptions(BaseModel):
                                      "initial weights every time it is graded")
 
 
-class NotebookError(Exception):
+class NotebookError(GraderError):
     """The file is not a notebook that can be read."""
 
 
@@ -92,13 +94,32 @@ def read_cells(path: Path) -> list[Cell]:
         raise NotebookError(f"{Path(path).name} is not a readable notebook: {e}") from None
     except RecursionError:  # JSON nested thousands deep: no notebook is
         raise NotebookError(f"{Path(path).name} is not a readable notebook: its JSON is nested too deeply") from None
+    return _cells(data, Path(path).name)
+
+
+def code_text(text: str) -> str:
+    """A notebook's code cells (nbformat 3 or 4) as one program, without IPython magics and shell
+    lines; `text` itself when it is not a notebook.  What duplicates and reuse compare."""
+    try:
+        cells = _cells(json.loads(text), "notebook")
+    except (ValueError, NotebookError, RecursionError):  # RecursionError: JSON nested thousands deep
+        return text
+    lines = []
+    for cell in cells:
+        if cell.kind == "code":
+            lines.extend(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+            lines.append("")
+    return "\n".join(lines)
+
+
+def _cells(data, name: str) -> list[Cell]:
     if not isinstance(data, dict):
-        raise NotebookError(f"{Path(path).name} is not a Jupyter notebook (no cells)")
+        raise NotebookError(f"{name} is not a Jupyter notebook (no cells)")
     raw_cells = data.get("cells")
     if raw_cells is None and isinstance(data.get("worksheets"), list):  # nbformat 3
         raw_cells = [c for ws in data["worksheets"] for c in ws.get("cells", [])]
     if not isinstance(raw_cells, list):
-        raise NotebookError(f"{Path(path).name} is not a Jupyter notebook (no cells)")
+        raise NotebookError(f"{name} is not a Jupyter notebook (no cells)")
     cells = []
     for index, cell in enumerate(raw_cells, start=1):
         if not isinstance(cell, dict):
@@ -470,8 +491,6 @@ class NotebookRun:
         try:
             self._answered(section, optimizer_name)
         except LookupError as e:  # not the optimizer of an earlier question
-            from grader.sandbox.loader import StudentError
-
             raise StudentError({"kind": "missing", "message": str(e)}) from None
         optimizer = section.names.get(optimizer_name)
         return {"optimizer": optimizer, "epochs": None,
@@ -603,8 +622,6 @@ def _run_cell(cell: Cell, run: NotebookRun, namespace: dict, options: NotebookOp
 
 
 def _exception_text(e: BaseException) -> str:
-    from grader.sandbox.loader import exception_text
-
     if isinstance(e, SystemExit):
         return f"called sys.exit({e.code!r})"
     if isinstance(e, PermissionError) and "the submission tried to " in str(e):  # refused by the sandbox

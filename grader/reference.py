@@ -16,11 +16,12 @@ from pathlib import Path
 
 import torch
 
+from grader.errors import GraderError
 from grader import introspect
 from grader.sandbox import pretrained
 
 
-class ReferenceError(Exception):
+class ReferenceUnavailable(GraderError):
     """The reference solution itself is broken: a rubric/authoring problem, not the student's."""
 
 
@@ -45,7 +46,7 @@ class Reference:
         if path.suffix == ".ipynb":
             return self._import_notebook(path)
         if not path.is_file():
-            raise ReferenceError(f"reference solution file {path} does not exist")
+            raise ReferenceUnavailable(f"reference solution file {path} does not exist")
         name = f"_reference_{abs(hash(str(self.folder)))}_{path.stem}"
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
@@ -54,7 +55,7 @@ class Reference:
             with pretrained.offline(self.on_note):  # grading never downloads weights
                 spec.loader.exec_module(module)
         except Exception as e:
-            raise ReferenceError(f"the reference solution {path} fails to import: {e}") from e
+            raise ReferenceUnavailable(f"the reference solution {path} fails to import: {e}") from e
         finally:
             sys.path.remove(str(self.folder))
         return module
@@ -64,16 +65,16 @@ class Reference:
         from grader.notebook import NotebookError, load_notebook_module
 
         if not path.is_file():
-            raise ReferenceError(f"reference solution file {path} does not exist")
+            raise ReferenceUnavailable(f"reference solution file {path} does not exist")
         name = f"_reference_{abs(hash(str(self.folder)))}_{path.stem}"
         try:
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                 module = load_notebook_module(path, name, self.notebook)
         except NotebookError as e:
-            raise ReferenceError(str(e)) from e
+            raise ReferenceUnavailable(str(e)) from e
         failed = module.__notebook__.failures()
         if failed:
-            raise ReferenceError(f"the reference notebook {path.name} fails: "
+            raise ReferenceUnavailable(f"the reference notebook {path.name} fails: "
                                  + "; ".join(o.text() for o in failed[:3]))
         return module
 
@@ -81,7 +82,7 @@ class Reference:
         try:
             value, _ = self.module(file).__notebook__.value(section, name)
         except (AttributeError, LookupError) as e:
-            raise ReferenceError(f"the reference {file} has no {name} in section {section}: {e}") from None
+            raise ReferenceUnavailable(f"the reference {file} has no {name} in section {section}: {e}") from None
         return value
 
     def training_setup(self, file: str, section: str, name: str, names: tuple[str, str, str]):
@@ -109,7 +110,7 @@ class Reference:
             with pretrained.offline(self.on_note):
                 return introspect.build(module, name, list(args), dict(kwargs or {}), spec, seed)
         except Exception as e:
-            raise ReferenceError(f"the reference {name} cannot be built: {e}") from e
+            raise ReferenceUnavailable(f"the reference {name} cannot be built: {e}") from e
 
     def describe(self, file: str, name: str, args=(), kwargs=None, isolate: list[str] = (),
                  input_shapes: list | None = None, section: str | None = None) -> dict:

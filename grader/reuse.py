@@ -31,7 +31,8 @@ from pathlib import Path
 
 import torch
 
-from grader.fingerprint import FileHashes, combine, grader_version
+from grader import atomic
+from grader.fingerprint import FileHashes, code_hash, combine, grader_version
 
 PROBE_SIZE = 128
 PROBE_ATOL = 1e-4
@@ -60,7 +61,7 @@ class Reuse:
         """A fresh store with a new secret seed, for one batch run."""
         # Earlier runs' stores stay: jobs of an interrupted run (on a cluster) may still use theirs.
         folder = Path(state_dir) / "reuse" / secrets.token_hex(4)
-        _write_bytes(folder / "seed", secrets.token_hex(8).encode())
+        atomic.write_bytes(folder / "seed", secrets.token_hex(8).encode())
         return cls(folder)
 
     # -- exact reuse ------------------------------------------------------------------
@@ -83,7 +84,7 @@ class Reuse:
             return None
 
     def put(self, key: str, result: dict, student: str) -> None:
-        _write_json(self.folder / "exact" / f"{key}.json", {"result": result, "student": student})
+        atomic.write_json(self.folder / "exact" / f"{key}.json", {"result": result, "student": student})
 
     # -- probe reuse ------------------------------------------------------------------
 
@@ -108,9 +109,8 @@ class Reuse:
         folder = self.folder / "probes" / model_key
         folder.mkdir(parents=True, exist_ok=True)
         name = hashlib.sha256(f"{student}:{os.getpid()}".encode()).hexdigest()[:16] + ".pt"
-        tmp = folder / f".{name}.tmp"
-        torch.save({"logits": logits.float(), "predictions": predictions.long(), "student": student}, tmp)
-        os.replace(tmp, folder / name)
+        with atomic.replacing(folder / name) as tmp:
+            torch.save({"logits": logits.float(), "predictions": predictions.long(), "student": student}, tmp)
 
     def _load_probes(self, model_key: str) -> dict[str, dict]:
         folder = self.folder / "probes" / model_key
@@ -154,26 +154,12 @@ def files_used(item, submission: Path) -> list[str]:
 
 def code_digest(path: Path) -> str | None:
     """The code without comments or formatting (the file's bytes when it does not parse)."""
-    if not path.is_file():
-        return None
-    text = path.read_text(errors="replace")
-    if path.suffix == ".ipynb":
-        from grader.duplicates import notebook_code
+    return code_hash(path, _syntax_tree) if path.is_file() else None
 
-        text = notebook_code(text)
+
+def _syntax_tree(text: str) -> str:
     try:
-        normalised = ast.dump(ast.parse(text))
+        return ast.dump(ast.parse(text))
     except SyntaxError:
-        normalised = text
-    return hashlib.sha256(normalised.encode()).hexdigest()
+        return text
 
-
-def _write_json(path: Path, data: dict) -> None:
-    _write_bytes(path, json.dumps(data).encode())
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from grader import batch, gradebook, progress
-from grader.checks.base import Options
+from grader import batch
+from grader.batch import gradebook, progress
+from grader.options import Options
 from tests.cnn_class import LOOP, REFERENCE, RESNET_FILE, at_import
 from tests.conftest import ROOT, RUBRICS, run_cli
 from tests.processes import descendants, wait_gone

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from grader import grading, rubric
-from grader.checks.base import Options
+from grader.options import Options
 from grader.results import PASSED, SKIPPED
 from tests.conftest import run_cli
 from tests.notebooks import read_checkpoint, state_equal, tiny_challenge_notebook, tiny_cifar, tiny_rubric

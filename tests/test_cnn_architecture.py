@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from grader import grading, rubric
-from grader.checks.base import Options
+from grader.options import Options
 from tests.cnn_fixtures import CNN_REFERENCE, predictions, reference_model, sample_images
 
 RUBRIC = rubric.load(Path(__file__).resolve().parents[1] / "rubrics" / "cnn_architecture.yaml")

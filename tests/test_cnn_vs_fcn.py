@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from grader import grading, rubric
-from grader.checks.base import Options
+from grader.options import Options
 from grader.sandbox import pretrained
 from tests.assignment_fixtures import (confident_labels, fit_head, reference_module, seeded, spread_classes,
                                        upscaled, write_image_folder)

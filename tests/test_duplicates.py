@@ -6,7 +6,7 @@ import csv
 import json
 from pathlib import Path
 
-from grader import duplicates
+from grader.batch import duplicates
 
 ORIGINAL = '''
 import torch.nn as nn

@@ -7,7 +7,7 @@ import io
 
 from rich.console import Console
 
-from grader import gradebook
+from grader.batch import gradebook
 from grader.results import FAILED, PARTIAL, PASSED, SKIPPED, GradeReport, ItemResult
 
 ITEMS = [("q1", "Question 1", 10.0), ("q2", "Question 2", 20.0)]

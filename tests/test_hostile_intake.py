@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from grader import batch, duplicates, gradebook, grading, intake, notebook, progress, report, safe_text
+from grader import batch, grading, notebook, report, safe_text
+from grader.batch import duplicates, gradebook, intake, progress
 from grader.checks.base import Context, Options
 from grader.results import FAILED, PASSED, GradeReport, ItemResult
 from grader.rubric import load as load_rubric

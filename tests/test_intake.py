@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from grader import intake, unpack
-from grader.unpack import UnpackLimits, UnpackRefused
+from grader.batch import intake, unpack
+from grader.batch.unpack import UnpackLimits, UnpackRefused
 
 EXPECTED = ["main.py", "vgg16_full.py", "resnet50_skeleton.py", "resnet50_epoch285.ckpt"]
 
@@ -223,7 +223,8 @@ def test_encrypted_zip_is_refused_with_a_reason(tmp_path):
 
 
 def test_planning_one_student_into_a_fresh_output_says_the_others_are_not_graded(tmp_path):
-    from grader import batch, progress
+    from grader import batch
+    from grader.batch import progress
 
     root = tmp_path / "class"
     for name in ("alice", "bob", "carol"):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from grader import grading, rubric
-from grader.checks.base import Options
+from grader.options import Options
 from tests.assignment_fixtures import confident_labels, reference_module, seeded, spread_classes
 from tests.cnn_fixtures import sample_images, write_cifar_batches
 from tests.conftest import REFERENCE, RUBRICS, SKELETONS, run_cli

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from grader import batch
-from grader.checks.base import Options
+from grader.options import Options
 from grader.reuse import Reuse, code_digest, files_used
 from tests.cnn_fixtures import CNN_REFERENCE
 from tests.conftest import RUBRICS

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from grader import batch, rubric, slurm, staging
-from grader.checks.base import Options
+from grader import batch, rubric
+from grader.batch import slurm, staging
+from grader.options import Options
 from tests.cnn_class import ITEMS, REFERENCE, RESNET_FILE, in_block_forward, write_class
 from tests.conftest import ROOT, RUBRICS, run_cli
 
@@ -314,7 +315,7 @@ def test_the_data_set_and_checkpoints_are_staged_once_and_jobs_read_only_those(t
     shutil.rmtree(data)  # the originals are gone: the job must read the staged copies
     shutil.rmtree(checkpoints)
     (tmp_path / "job.json").write_text(json.dumps(job))
-    code = "import json, sys; from grader import slurm; print(json.dumps(slurm.run_on_node(json.load(open(sys.argv[1])))))"
+    code = "import json, sys; from grader.batch import slurm; print(json.dumps(slurm.run_on_node(json.load(open(sys.argv[1])))))"
     env = dict(os.environ, GRADER_CACHE_DIR=str(tmp_path / "elsewhere"), GRADER_DATA_DIR=str(tmp_path / "nothing"))
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "job.json")], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from grader import grading, progress, rubric
+from grader import grading, rubric
+from grader.batch import progress
 from grader.checkpoints import CheckpointRefused, read_state_dict
 from grader.checks import accuracy
 from grader.checks.base import Options

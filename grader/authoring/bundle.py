@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from grader.authoring import handout_readme, skeleton
+from grader.errors import GraderError
 from grader.rubric import Rubric, RubricError, json_schema
 
 # Fixed timestamps: the same sources give byte-identical zips.
@@ -24,7 +25,7 @@ SCHEMA_COMMENT = "# yaml-language-server: $schema="
 _CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth", ".safetensors", ".bin", ".tar")
 
 
-class BundleError(Exception):
+class BundleError(GraderError):
     """The bundle cannot be made safely; the message says what to fix."""
 
 

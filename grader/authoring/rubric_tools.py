@@ -15,7 +15,7 @@ from rich.table import Table
 
 from grader.authoring import skeleton
 from grader.rubric import PUBLIC_VISIBILITY, Rubric
-from grader.rubric_messages import line_of
+from grader.rubric.messages import line_of
 
 
 @dataclass
@@ -81,7 +81,7 @@ def _has(root, index: int, key: str) -> bool:
 
 
 def _reference_findings(rubric: Rubric, reference, line) -> list[Finding]:
-    from grader.reference import Reference, ReferenceError
+    from grader.reference import Reference, ReferenceUnavailable
 
     findings = []
     loaded = Reference(reference)
@@ -95,7 +95,7 @@ def _reference_findings(rubric: Rubric, reference, line) -> list[Finding]:
             continue
         try:
             module = loaded.module(target.file)
-        except ReferenceError as e:
+        except ReferenceUnavailable as e:
             findings.append(Finding("error", line("items", index, "target"), str(e)))
             continue
         for name in [target.name, *target.isolate]:

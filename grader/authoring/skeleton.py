@@ -15,12 +15,14 @@ import re
 import shutil
 from pathlib import Path
 
+from grader.errors import GraderError
+
 BEGIN = re.compile(r"^\s*# BEGIN SOLUTION\s*$")
 END = re.compile(r"^\s*# END SOLUTION\s*$")
 SKELETON = re.compile(r"^(?P<indent>\s*)(?P<code>.*?)\s*#\s*skeleton:\s?(?P<text>.*)$")
 
 
-class MarkerError(Exception):
+class MarkerError(GraderError):
     pass
 
 

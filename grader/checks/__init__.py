@@ -9,11 +9,12 @@ from typing import Annotated, Union
 
 from pydantic import Field
 
-from grader.checks import accuracy, blanks, equivalence, function, model_setup, params, shape, structure, variables
+from grader.checks import (accuracy, blanks, equivalence, function, model_setup, output_shape, param_count, structure,
+                           variables)
 
 KINDS = {
-    "output_shape": shape,
-    "param_count": params,
+    "output_shape": output_shape,
+    "param_count": param_count,
     "equivalence": equivalence,
     "blanks": blanks,
     "structure": structure,

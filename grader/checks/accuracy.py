@@ -21,13 +21,13 @@ the interval cannot settle is "uncertain".
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable, Literal
 
 import torch
 from pydantic import Field, field_validator
 
+from grader import atomic
 from grader import checkpoints as ckpt
 from grader import training
 from grader.checks.base import Context, ItemBase, NotGradable, Target, Verdict
@@ -264,10 +264,8 @@ def train_to_file(item: Item, ctx: Context, out: Path, *, recipe_name: str | Non
         optimizer_state = state["optimizer"]  # JSON carried its integer keys as text
         optimizer_state["state"] = {int(k): v for k, v in optimizer_state.get("state", {}).items()}
         saved["optimizer"] = optimizer_state
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + f".tmp{os.getpid()}")
-    torch.save(saved, partial)
-    os.replace(partial, out)
+    with atomic.replacing(out) as partial:
+        torch.save(saved, partial)
     return trained
 
 

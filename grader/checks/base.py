@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from grader.errors import GraderError
+from grader.options import Options  # noqa: F401  (its home is grader.options; kept importable here)
+
 if TYPE_CHECKING:
     from grader.datasets import DataSpec, LabelledImages
     from grader.reference import Reference
@@ -81,20 +84,8 @@ class Verdict:
         return cls(0.0, message, status="skipped", **kw)
 
 
-class NotGradable(Exception):
+class NotGradable(GraderError):
     """The item cannot be graded here (missing checkpoint, data, reference): it is skipped."""
-
-
-@dataclass
-class Options:
-    device: str = "cpu"
-    precision: str = "fp32"
-    batch_size: int | None = None
-    data_dir: str | None = None
-    download: bool = False
-    checkpoint_dirs: list[Path] = field(default_factory=list)
-    train_if_missing: bool = True
-    train_budget_s: float | None = None
 
 
 @dataclass
@@ -124,7 +115,9 @@ class Context:
         return self.reference
 
     def find_checkpoint(self, name: str) -> Path | None:
-        for folder in [*self.options.checkpoint_dirs, self.submission, *self.rubric.checkpoint_dirs()]:
+        from grader.checkpoints import search_order
+
+        for folder in search_order(self.options, self.rubric, self.submission):
             candidate = Path(folder) / name
             if folder == self.submission and (candidate.is_symlink() or not candidate.resolve()
                                               .is_relative_to(Path(folder).resolve())):

@@ -16,7 +16,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from grader.checks.base import Context, ItemBase, Target, Verdict
-from grader.reference import ReferenceError
+from grader.reference import ReferenceUnavailable
 
 _MAKERS = ("randn", "rand", "zeros", "ones")
 
@@ -68,7 +68,7 @@ def run(item: Item, ctx: Context) -> Verdict:
     t = item.target
     function = getattr(reference.module(t.file), t.name, None)
     if not callable(function):
-        raise ReferenceError(f"the reference {t.file} has no function {t.name}")
+        raise ReferenceUnavailable(f"the reference {t.file} has no function {t.name}")
     for number, case in enumerate(item.cases, start=1):
         generator = torch.Generator().manual_seed(item.seed + number)
         args = make_value(case.args, generator)

@@ -12,7 +12,7 @@ import torch
 from pydantic import Field
 
 from grader.checks.base import Context, ItemBase, Verdict
-from grader.reference import ReferenceError
+from grader.reference import ReferenceUnavailable
 from grader.initialization import Expectation, Scheme, judge
 
 TAKES_SECTIONS = True
@@ -46,7 +46,7 @@ def run(item: Item, ctx: Context) -> Verdict:
     for name, expected in item.variables.items():
         ref = reference.section_value(item.file, item.section, name)
         if not isinstance(ref, torch.Tensor):
-            raise ReferenceError(f"the reference's {name} in {item.section} is a {type(ref).__name__}, not a tensor")
+            raise ReferenceUnavailable(f"the reference's {name} in {item.section} is a {type(ref).__name__}, not a tensor")
         problem = _problem(name, got[name], expected, ref, item.tolerance)
         if problem:
             problems.append(problem)

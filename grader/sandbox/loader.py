@@ -7,8 +7,6 @@ would shadow a module Python or the grader needs.
 
 from __future__ import annotations
 
-import builtins
-import difflib
 import importlib.util
 import linecache
 import os
@@ -17,15 +15,9 @@ import sys
 import traceback
 import types
 
+from grader.errors import StudentError, exception_text, first_line as _first_line, suggestion  # noqa: F401
+
 _CELL_FILENAME = re.compile(r"^<(?P<notebook>.+) cell (?P<cell>\d+)>$")
-
-
-class StudentError(Exception):
-    """An error in the student's code, already turned into a report-ready dict."""
-
-    def __init__(self, info: dict):
-        super().__init__(info.get("message", ""))
-        self.info = info
 
 
 def module_name_for(filename: str) -> str:
@@ -106,41 +98,6 @@ def describe_exception(e: BaseException, workdir: str, while_doing: str = "") ->
     return info
 
 
-def exception_text(e: BaseException) -> str:
-    """'AttributeError: ... has no attribute 'flaten'. Did you mean: 'flatten'?': the first line
-    of the message, with the hint Python itself prints under a traceback."""
-    text = f"{type(e).__name__}: {_first_line(e)}"
-    hint = suggestion(e)
-    return f"{text}. Did you mean: {hint!r}?" if hint and "Did you mean" not in text else text
-
-
-def suggestion(e: BaseException) -> str | None:
-    """The close name Python's traceback would suggest for a misspelt attribute or name
-    (Python 3.12 computes it in `traceback`; 3.11 only in its C excepthook)."""
-    name = getattr(e, "name", None)
-    if not isinstance(name, str) or not isinstance(e, (AttributeError, NameError)):
-        return None
-    try:
-        if isinstance(e, AttributeError):
-            obj = getattr(e, "obj", None)
-            if obj is None:
-                return None
-            candidates = set(dir(obj))
-            for table in ("_modules", "_parameters", "_buffers"):  # nn.Module keeps these out of dir() in old torch
-                candidates.update(getattr(obj, "__dict__", {}).get(table) or {})
-        else:
-            tb = e.__traceback__
-            while tb is not None and tb.tb_next is not None:
-                tb = tb.tb_next
-            frame = tb.tb_frame if tb is not None else None
-            candidates = set(dir(builtins)) | (set(frame.f_locals) | set(frame.f_globals) if frame else set())
-    except Exception:  # the student's __dir__ may raise anything
-        return None
-    candidates.discard(name)
-    close = difflib.get_close_matches(name, sorted(c for c in candidates if isinstance(c, str)), n=1, cutoff=0.75)
-    return close[0] if close else None
-
-
 def student_trace(e: BaseException, workdir: str, limit: int = 12) -> list[str]:
     """The traceback's frames in the student's own files and cells, outermost first:
     'resnet50_skeleton.py:31 in forward: out = self.flaten(out)'.  Grader and library
@@ -178,12 +135,6 @@ def _memory_detail(e: BaseException) -> str:
     if match:
         return f"tried to allocate {int(match.group(1)) / (1 << 30):.1f} GB, more than a submission may use"
     return _first_line(e)
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    first = text.splitlines()[0] if text else ""
-    return first[:300]
 
 
 def _relative(path: str, workdir: str) -> str:

@@ -25,6 +25,8 @@ import threading
 from typing import Callable
 from urllib.parse import urlparse
 
+from grader.errors import GraderError
+
 _TORCHVISION_API = "torchvision.models._api"
 _lock = threading.Lock()
 _thread = threading.local()
@@ -32,7 +34,7 @@ _config: dict = {"dirs": [], "notify": None, "always": False, "installed": False
 _original: dict[str, Callable] = {}
 
 
-class WeightsUnavailable(RuntimeError):
+class WeightsUnavailable(GraderError, RuntimeError):
     """Pretrained weights that are neither cached nor downloadable here."""
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from grader.errors import GraderError
+
 # Only plain numeric dtypes travel; anything else is a protocol error.
 _DTYPES = {
     str(d): d
@@ -25,7 +27,7 @@ _DTYPES = {
 MAX_MESSAGE_BYTES = 4 << 30
 
 
-class ProtocolError(Exception):
+class ProtocolError(GraderError):
     """A message that is not well formed (a broken or hostile peer)."""
 
 

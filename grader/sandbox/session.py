@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from grader.errors import GraderError
 from grader.sandbox import protocol
 from grader.sandbox.guard import system_read_roots
 
@@ -53,7 +54,7 @@ class Limits:
     total_s: float | None = None  # the whole submission (see StudentProcess.deadline)
 
 
-class StudentFailure(Exception):
+class StudentFailure(GraderError):
     """Something the student's code did that ends the current item.
 
     kind: exception | syntax | missing | exit | crash | timeout | memory | output | violation | tamper

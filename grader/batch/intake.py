@@ -1,6 +1,6 @@
 """Finding each student's submission in what an instructor downloads.
 
-Layouts understood (see docs/batch.md):
+Layouts understood (see docs/instructors.md):
   * one folder or one .zip per student, named by the student;
   * Moodle's "Download all submissions": `Jane Doe_123456_assignsubmission_file_<file>`
     (flat) or folders `Jane Doe_123456_assignsubmission_file_/`;
@@ -11,7 +11,7 @@ Layouts understood (see docs/batch.md):
   * Gradescope's export: `submission_<n>/` folders and submission_metadata.yml;
   * any flat folder where each file is `<student><separator><file the rubric names>`;
   * the download itself as one .zip.
-Students' zips are unpacked safely (grader.unpack) into the output folder; the
+Students' zips are unpacked safely (grader.batch.unpack) into the output folder; the
 instructor's download is never modified.
 
 Student work is hostile here too: whose a file is comes only from the prefix the LMS
@@ -32,8 +32,10 @@ from pathlib import Path
 
 import yaml
 
-from grader import safe_text, unpack
-from grader.unpack import JUNK, UnpackLimits, UnpackRefused
+from grader import links, safe_text
+from grader.errors import GraderError
+from grader.batch import unpack
+from grader.batch.unpack import JUNK, UnpackLimits, UnpackRefused
 
 # Each LMS writes a prefix before the student's own file name.  Names are parsed from the
 # left, up to the end of that prefix, and no further: whatever the student called the file
@@ -45,10 +47,9 @@ _BLACKBOARD = re.compile(r"^(?P<head>.+?)_attempt_(?P<stamp>\d{4}(?:-\d{2}){5})(
 _RESUBMITTED = re.compile(r"^(?P<stem>.+?)(?:-\d+| ?\(\d+\))(?P<ext>\.[A-Za-z0-9]+)$")
 _IGNORED = {"submission_metadata.yml", "index.html"}
 _MAX_DEPTH = 5
-_MAX_LINK_NOTES = 5
 
 
-class IntakeError(Exception):
+class IntakeError(GraderError):
     """The download as a whole cannot be used (not one student's problem); the message says why."""
 
 
@@ -328,8 +329,8 @@ def _prepare_guarded(s: _Student, expected: list[str], staging: Path, limits: Un
 
 def _prepare(s: _Student, expected: list[str], staging: Path, limits: UnpackLimits) -> Submission:
     sub = Submission(s.id, safe_text.shown(s.name), sources=[str(p.path) for p in s.parts], notes=list(s.notes))
-    found_links = [link for p in s.parts if p.path.is_dir() for link in links(p.path)]
-    sub.notes += link_notes(found_links)
+    found_links = [link for p in s.parts if p.path.is_dir() for link in links.symlinks(p.path, ignore=_junk)]
+    sub.notes += links.notes(found_links)
     in_place = (len(s.parts) == 1 and s.parts[0].path.is_dir() and not found_links
                 and not _needs_staging(s.parts[0].path, expected))
     if in_place:
@@ -345,25 +346,6 @@ def _prepare(s: _Student, expected: list[str], staging: Path, limits: UnpackLimi
     if next(_walk(sub.folder), None) is None:
         sub.problem, sub.failure = "the submission is empty (no files)", "empty"
     return sub
-
-
-def link_notes(found: list[str]) -> list[str]:
-    """What the student is told about the links in their upload (never followed, never copied)."""
-    notes = [f"{safe_text.shown(link)} is a symbolic link; links are not followed" for link in found[:_MAX_LINK_NOTES]]
-    if len(found) > _MAX_LINK_NOTES:
-        notes.append(f"{len(found) - _MAX_LINK_NOTES} more symbolic links were not followed")
-    return notes
-
-
-def links(folder: Path) -> list[str]:
-    """Symbolic links under `folder` (relative paths), found without following any."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(folder):  # os.walk does not enter linked folders
-        for name in sorted(dirnames + filenames):
-            path = Path(dirpath, name)
-            if path.is_symlink() and not _junk(name):
-                found.append(path.relative_to(folder).as_posix())
-    return sorted(found)
 
 
 def _needs_staging(folder: Path, expected: list[str]) -> bool:

@@ -13,16 +13,17 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from grader import rubric_messages
-from grader.checks import AnyItem
+from grader.errors import GraderError
+from grader.checks import KINDS, AnyItem
 from grader.datasets import DataSpec
-from grader.rubric_messages import LocatedError
+from grader.rubric import messages as rubric_messages
+from grader.rubric.messages import LocatedError
 
 PUBLIC_VISIBILITY = "visible"
 from grader.notebook import NotebookOptions
 
 
-class RubricError(Exception):
+class RubricError(GraderError):
     """A rubric that cannot be used; the message says where and what is expected."""
 
 
@@ -87,8 +88,6 @@ class Rubric(BaseModel):
         return self
 
     def _check_section(self, item) -> None:
-        from grader.checks import KINDS
-
         section = getattr(getattr(item, "target", None), "section", None) or getattr(item, "section", None)
         if section is None:
             return
@@ -198,16 +197,12 @@ def parse(text: str, path: Path | None = None) -> Rubric:
 
 
 def _explain(error: dict, root, where: str, data=None) -> str:
-    from grader.checks import KINDS
-
-    return rubric_messages.explain(error, root, data, where, KINDS)
+    return rubric_messages.explain(error, root, data, where, KINDS, Rubric)
 
 
 def json_schema() -> dict:
     """The JSON Schema of the rubric format, for editors (yaml-language-server) and other tools."""
     import json
-
-    from grader.checks import KINDS
 
     text = json.dumps(Rubric.model_json_schema(mode="validation"))
     for kind, module in KINDS.items():  # readable names for the item kinds: accuracy_item, ...

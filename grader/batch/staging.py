@@ -22,7 +22,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader import datasets
+from grader import atomic, datasets
 from grader.fingerprint import tree_stamp
 from grader.rubric import load as load_rubric
 
@@ -101,14 +101,13 @@ def _copy_tree_if_changed(source: Path, target: Path) -> bool:
                 return False
         except (OSError, ValueError):
             pass
-    for left in target.parent.glob(target.name + ".partial*"):  # an interrupted copy
+    for left in target.parent.glob(f".{target.name}.tmp*"):  # an interrupted copy
         shutil.rmtree(left, ignore_errors=True)
-    partial = target.with_name(target.name + f".partial{os.getpid()}")
-    shutil.copytree(source, partial, symlinks=False)
-    stamp.unlink(missing_ok=True)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(partial, target)
-    stamp.write_text(json.dumps(want))
+    with atomic.replacing(target) as partial:
+        shutil.copytree(source, partial, symlinks=False)
+        stamp.unlink(missing_ok=True)
+        shutil.rmtree(target, ignore_errors=True)
+    atomic.write_json(stamp, want)
     return True
 
 
@@ -156,9 +155,8 @@ def _copy_if_changed(source: Path, target: Path) -> bool:
         t = target.stat()
         if t.st_size == st.st_size and t.st_mtime_ns == st.st_mtime_ns:
             return False
-    for left in target.parent.glob(f".{target.name}.partial*"):  # an interrupted copy
+    for left in target.parent.glob(f".{target.name}.tmp*"):  # an interrupted copy
         left.unlink(missing_ok=True)
-    partial = target.with_name(f".{target.name}.partial{os.getpid()}")
-    shutil.copy2(source, partial)  # keeps the modification time: the next run compares it
-    os.replace(partial, target)  # a job reading the old copy keeps a whole file
+    with atomic.replacing(target) as partial:  # a job reading the old copy keeps a whole file
+        shutil.copy2(source, partial)  # keeps the modification time: the next run compares it
     return True

@@ -19,6 +19,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from grader.errors import GraderError
 from grader.safe_text import shown as _shown
 
 JUNK = ("__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini")
@@ -38,7 +39,7 @@ class Unpacked:
     notes: list[str] = field(default_factory=list)
 
 
-class UnpackRefused(Exception):
+class UnpackRefused(GraderError):
     """The zip as a whole cannot be used; the message says why, for the student."""
 
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import yaml
 
-from grader import rubric as rubric_module
-from grader.rubric import Rubric, RubricError
+from grader.rubric import model as rubric_module
+from grader.rubric.model import Rubric, RubricError
 
 
 def project_root() -> Path | None:
     """The grader checkout (with rubrics/) when grader runs from one."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     return root if (root / "rubrics").is_dir() else None
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from grader import atomic
 from grader.results import ERROR, PARTIAL, SKIPPED, UNCERTAIN, GradeReport, ItemResult
 from grader.safe_text import csv_cell, fence, shown
 
@@ -69,17 +69,6 @@ _OTHER_REASONS = {"wrong": "wrong result", "partial": "partial credit", "uncerta
 # -- files ------------------------------------------------------------------------
 
 
-def atomic_write(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def student_dir(out: Path, student: str) -> Path:
     return Path(out) / "students" / student
 
@@ -106,9 +95,9 @@ def write_student(out: Path, record: dict, report: GradeReport | None, title: st
     """results.json and feedback.md for the student, then the record (last: it marks the student done)."""
     folder = student_dir(out, record["student"])
     if report is not None:
-        atomic_write(folder / "results.json", json.dumps(report.to_gradescope(), indent=2) + "\n")
-        atomic_write(folder / "feedback.md", feedback(report, title, record))
-    atomic_write(folder / "record.json", json.dumps(record, indent=1) + "\n")
+        atomic.write_text(folder / "results.json", json.dumps(report.to_gradescope(), indent=2) + "\n")
+        atomic.write_text(folder / "feedback.md", feedback(report, title, record))
+    atomic.write_text(folder / "record.json", json.dumps(record, indent=1) + "\n")
 
 
 def number(value: float | None) -> str:
@@ -132,7 +121,7 @@ def grades_csv(items: list[str], records: list[dict]) -> str:
 
 
 def write_grades(out: Path, items: list[str], records: list[dict]) -> None:
-    atomic_write(Path(out) / "grades.csv", grades_csv(items, records))
+    atomic.write_text(Path(out) / "grades.csv", grades_csv(items, records))
 
 
 # -- feedback for one student -------------------------------------------------------

@@ -1,7 +1,7 @@
 """Where the students of a batch are graded.
 
-A job is a JSON-able dict describing one student (see grader.batch.Job); running it
-means calling grader.batch.run_job(job), which grades the submission and writes
+A job is a JSON-able dict describing one student (see grader.batch.job.Job); running it
+means calling grader.batch.job.run_job(job), which grades the submission and writes
 that student's outputs.  An executor only decides where and when that happens and
 reports events back to the batch:
 
@@ -10,7 +10,7 @@ reports events back to the batch:
     ("note", None, text)    something the instructor should know (data staged, jobs adopted, a retry)
 
 LocalPool runs jobs in a pool of worker processes on this machine;
-grader.slurm.SlurmExecutor runs each on a Slurm cluster, with the same `run(jobs, on_event)`.
+grader.batch.slurm.SlurmExecutor runs each on a Slurm cluster, with the same `run(jobs, on_event)`.
 """
 
 from __future__ import annotations
@@ -24,12 +24,14 @@ import time
 from multiprocessing.connection import wait
 from typing import Callable, Protocol
 
+from grader.errors import GraderError
+from grader.batch.job import run_job
 from grader.sandbox.session import _main_module_hidden
 
 OnEvent = Callable[[str, dict, object], None]
 
 
-class ExecutorError(Exception):
+class ExecutorError(GraderError):
     """The executor cannot run the batch at all (a cluster refused the jobs); the message says why."""
 
 
@@ -147,8 +149,6 @@ def _serve(conn, parent_pid: int) -> None:
     """A worker process: grade the jobs it is sent until told to stop."""
     _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the batch decides what Ctrl-C stops
-    from grader import batch
-
     while True:
         try:
             job = conn.recv()
@@ -157,7 +157,7 @@ def _serve(conn, parent_pid: int) -> None:
         if job is None:
             break
         try:
-            record = batch.run_job(job, on_progress=lambda text: conn.send(("progress", text)))
+            record = run_job(job, on_progress=lambda text: conn.send(("progress", text)))
             conn.send(("done", record))
         except Exception as e:  # a bug in the grader costs this student only, and is reported
             conn.send(("error", f"{type(e).__name__}: {e}"))

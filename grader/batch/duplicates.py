@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import ast
 import csv
-import hashlib
 import io
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from grader import atomic
+from grader.fingerprint import code_hash
 
 CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth", ".safetensors", ".bin", ".tar")
 SAME_AS_REFERENCE = "identical to the reference solution (expected for correct answers)"
@@ -95,29 +96,9 @@ def code_fingerprint(path: Path) -> str | None:
     try:
         if path.is_symlink() or path.stat().st_size > MAX_CODE_BYTES:
             return None
-        text = path.read_text(encoding="utf-8", errors="replace")
-        if path.suffix == ".ipynb":
-            text = notebook_code(text)
-        return hashlib.sha256(normalise(text).encode()).hexdigest()
+        return code_hash(path, normalise)
     except (OSError, ValueError, RecursionError, MemoryError):
         return None
-
-
-def notebook_code(text: str) -> str:
-    """The code cells of a notebook, without IPython magics and shell lines."""
-    try:
-        cells = json.loads(text).get("cells", [])
-    except (ValueError, AttributeError, RecursionError):  # RecursionError: JSON nested thousands deep
-        return text
-    lines = []
-    for cell in cells if isinstance(cells, list) else []:
-        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
-            continue
-        source = cell.get("source", "")
-        source = "".join(str(s) for s in source) if isinstance(source, list) else str(source)
-        lines.extend(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
-        lines.append("")
-    return "\n".join(lines)
 
 
 def normalise(code: str) -> str:
@@ -219,7 +200,6 @@ class _Canonical(ast.NodeTransformer):
 
 def write_csv(found: Found, path: Path, names: dict[str, str]) -> None:
     """duplicates.csv: one row per student in each group."""
-    from grader.gradebook import atomic_write
     from grader.safe_text import csv_cell
 
     buf = io.StringIO()
@@ -227,6 +207,6 @@ def write_csv(found: Found, path: Path, names: dict[str, str]) -> None:
     writer.writerow(["group", "kind", "file", "group_size", "student", "name", "note", "fingerprint"])
     for number, group in enumerate(found.groups, start=1):
         for student in group.students:
-            writer.writerow([number, group.kind, csv_cell(group.file), len(group.students), csv_cell(student),
-                             csv_cell(names.get(student, "")), group.note, group.fingerprint])
-    atomic_write(path, buf.getvalue())
+            writer.writerow([number, group.kind, csv_cell(group.file), len(group.students), csv_cell(student), csv_cell(names.get(student, "")),
+                             group.note, group.fingerprint])
+    atomic.write_text(path, buf.getvalue())

@@ -3,9 +3,9 @@ parallel, keep the gradebook current, summarise.
 
     result = batch.run(BatchConfig(submissions=..., rubric=..., out=...), display)
 
-Grading one student is `run_job(job)`: grading.grade() in its own isolated student
-process, then that student's files in OUT.  Where jobs run is an executor's business
-(grader.executors: a local process pool; grader.slurm: a Slurm cluster).  Each student's record
+Grading one student is `grader.batch.job.run_job(job)`: grading.grade() in its own isolated
+student process, then that student's files in OUT.  Where jobs run is an executor's business
+(grader.batch.executors: a local process pool; grader.batch.slurm: a Slurm cluster).  Each student's record
 carries a fingerprint of everything the verdict depends on, so rerunning the same
 command grades only what changed, and a run killed at any point loses only the
 students being graded at that moment.
@@ -13,23 +13,22 @@ students being graded at that moment.
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
-from grader import datasets, duplicates, fingerprint, gradebook, grading, intake
-from grader.checks.base import Options
-from grader.executors import Executor, LocalPool
-from grader.results import ERROR, FAILED, GradeReport, ItemResult
+from grader import atomic, checkpoints, datasets, fingerprint
+from grader.batch import duplicates, gradebook, intake
+from grader.batch.executors import Executor, LocalPool
+from grader.batch.job import Job, hard_limit_s
+from grader.batch.unpack import UnpackLimits
+from grader.options import Options
+from grader.results import ERROR
 from grader.reuse import Reuse
 from grader.rubric import Rubric, RubricError
 from grader.rubric import load as load_rubric
-from grader.unpack import UnpackLimits
 
 STATE = ".grader"  # the batch's own files inside OUT
 
@@ -73,7 +72,7 @@ class BatchResult:
 
 
 class Display:
-    """What a batch tells the person watching it (grader.progress has the real ones)."""
+    """What a batch tells the person watching it (grader.batch.progress has the real ones)."""
 
     def planned(self, plan: Plan) -> None: ...
     def started(self, job: dict) -> None: ...
@@ -160,20 +159,14 @@ def _final(record: dict) -> bool:
 
 def _job(config: BatchConfig, rubric: Rubric, sub: intake.Submission, key: str, threads: int) -> dict:
     out = Path(config.out).resolve()
-    return {
-        "student": sub.id, "name": sub.name, "folder": str(sub.folder.resolve()) if sub.folder else None,
-        "problem": sub.problem, "problem_kind": sub.failure, "notes": sub.notes, "sources": sub.sources,
-        "fingerprint": key,
-        "rubric": str(Path(config.rubric).resolve()), "limits": config.limits, "items": config.items,
-        "options": _options_dict(config.options), "threads": threads, "out": str(out),
-        "private": [str(Path(config.submissions).resolve()), str(out)],
-        "hard_limit_s": hard_limit_s(rubric),
-    }
-
-
-def hard_limit_s(rubric: Rubric) -> float:
-    """How long grading one student may take, all told: the submission's limit plus a margin."""
-    return rubric.limits.timeout_s + max(60.0, 0.25 * rubric.limits.timeout_s)
+    return Job(
+        student=sub.id, name=sub.name, folder=str(sub.folder.resolve()) if sub.folder else None,
+        problem=sub.problem, problem_kind=sub.failure, notes=sub.notes, sources=sub.sources, fingerprint=key,
+        rubric=str(Path(config.rubric).resolve()), limits=config.limits, items=config.items,
+        options=config.options.to_job(), threads=threads, out=str(out),
+        private=[str(Path(config.submissions).resolve()), str(out)],
+        hard_limit_s=hard_limit_s(rubric),
+    ).to_dict()
 
 
 def resources(workers: int | None, threads: int | None, device: str, memory_mb: int) -> tuple[int, int]:
@@ -199,12 +192,6 @@ def resources(workers: int | None, threads: int | None, device: str, memory_mb: 
     return workers, max(1, threads or cpus // workers)
 
 
-def _options_dict(options: Options) -> dict:
-    return {"device": options.device, "precision": options.precision, "batch_size": options.batch_size,
-            "data_dir": str(Path(options.data_dir).resolve()) if options.data_dir else None, "download": False,
-            "checkpoint_dirs": [str(Path(p).resolve()) for p in options.checkpoint_dirs]}
-
-
 def _rubric_identity(rubric: Rubric, hashes: fingerprint.FileHashes) -> dict:
     ident = {"rubric": hashes.of(rubric.path) if rubric.path else rubric.model_dump_json()}
     reference = rubric.reference_dir()
@@ -216,7 +203,7 @@ def _rubric_identity(rubric: Rubric, hashes: fingerprint.FileHashes) -> dict:
 def _instructor_checkpoints(rubric: Rubric, selected, options: Options) -> list[Path]:
     names = sorted({i.checkpoint for i in selected if getattr(i, "checkpoint", None)})
     found = []
-    for folder in [*options.checkpoint_dirs, *rubric.checkpoint_dirs()]:
+    for folder in checkpoints.search_order(options, rubric):
         for name in names:
             if (Path(folder) / name).is_file():
                 found.append((Path(folder) / name).resolve())
@@ -247,50 +234,7 @@ def _data_identity(rubric: Rubric, selected, options: Options) -> tuple[list, li
 # -- grading one student (runs wherever the executor puts it) ----------------------
 
 
-_rubrics: dict[tuple, Rubric] = {}
-
-
-def run_job(job: dict, on_progress: Callable[[str], None] | None = None) -> dict:
-    """Grade one student and write their results.json, feedback.md and record.json."""
-    started = time.monotonic()
-    key = (job["rubric"], json.dumps(job["limits"], sort_keys=True))
-    if key not in _rubrics:
-        _rubrics[key] = load_rubric(job["rubric"]).with_limits(**job["limits"])
-    rubric = _rubrics[key]
-    options = Options(**{**job["options"], "checkpoint_dirs": [Path(p) for p in job["options"]["checkpoint_dirs"]]})
-    record = {"student": job["student"], "name": job["name"], "fingerprint": job["fingerprint"],
-              "sources": job["sources"], "notes": job["notes"], "status": gradebook.GRADED, "error": None}
-    report = None
-    try:
-        if job["problem"]:
-            report = unreadable(rubric, job["items"], job["problem"], job.get("problem_kind", "submission"))
-        else:
-            _set_threads(job["threads"])
-            reuse = Reuse.open(job.get("reuse"))
-            report = grading.grade(Path(job["folder"]), rubric, options, items=job["items"], threads=job["threads"],
-                                   on_progress=on_progress, private_paths=[Path(p) for p in job["private"]],
-                                   reuse=reuse, student_id=job["student"])
-    except Exception as e:  # the grader's own failure: reported, and retried by the next run
-        record.update(status=gradebook.NOT_GRADED, error=f"internal grader error: {type(e).__name__}: {e}")
-    record["seconds"] = round(time.monotonic() - started, 3)
-    record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    record["report"] = report.to_dict() if report is not None else None
-    gradebook.write_student(Path(job["out"]), record, report, rubric.title)
-    return record
-
-
-def unreadable(rubric: Rubric, items: list[str] | None, problem: str, kind: str = "submission") -> GradeReport:
-    """Every item at zero, with the reason the submission could not be read (kind: submission | empty)."""
-    results = [ItemResult(id=i.id, title=i.title or i.id, points=0.0, max_points=i.points, status=FAILED,
-                          message=f"not graded: {problem}", visibility=i.visibility, extra={"failure": kind})
-               for i in rubric.select(items)]
-    return GradeReport(assignment=rubric.assignment, submission="", results=results)
-
-
-def _set_threads(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(max(1, threads))
+# Grading one student (wherever the executor runs it) is grader.batch.job.run_job.
 
 
 # -- the whole run ----------------------------------------------------------------
@@ -350,7 +294,7 @@ def run(config: BatchConfig, display: Display | None = None, executor: Executor 
     summary.duplicates = len(the_plan.duplicates.groups)
     summary.instructor_copies = the_plan.duplicates.instructor_copies
     summary.intake = _intake_notes(the_plan)
-    gradebook.atomic_write(out / "summary.md", gradebook.summary_markdown(summary))
+    atomic.write_text(out / "summary.md", gradebook.summary_markdown(summary))
     return BatchResult(the_plan, ordered, summary, interrupted)
 
 
@@ -375,18 +319,3 @@ def _intake_notes(p: Plan) -> list[str]:
         notes.append(f"{student}: shown from an earlier run; its files or the rubric changed since "
                      "(rerun without --student to regrade)")
     return notes
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m grader.batch JOB.json`: grade one job where a cluster scheduler placed it."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m grader.batch JOB.json", file=sys.stderr)
-        return 2
-    record = run_job(json.loads(Path(args[0]).read_text()))
-    print(json.dumps({"student": record["student"], "status": record["status"], "error": record["error"]}))
-    return 0 if record["status"] == gradebook.GRADED else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,9 +3,9 @@
     executor = slurm.SlurmExecutor.for_rubric(rubric, out, partition="gpu", gpus=1)
     batch.run(config, display, executor=executor)
 
-Each task runs grader.batch.run_job(job) on a compute node (with this same Python and
+Each task runs grader.batch.job.run_job(job) on a compute node (with this same Python and
 grader), exactly as a local worker does, and writes that student's files in OUT; the
-data set and checkpoints are staged once in a shared folder first (grader.staging).
+data set and checkpoints are staged once in a shared folder first (grader.batch.staging).
 Jobs go to Slurm through submitit (sbatch script, array with a concurrency cap, the job
 pickled, logs); their state is read from squeue, and from scontrol or sacct once they end.
 
@@ -38,8 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from grader import gradebook, staging
-from grader.executors import ExecutorError, OnEvent
+from grader import atomic
+from grader.batch import staging
+from grader.batch.executors import ExecutorError, OnEvent
+from grader.batch.job import Job, hard_limit_s, run_job
 
 RETRIES = 1  # a job that ends without a result is submitted once more
 MAX_ARRAY = 1000  # tasks per array (Slurm's default MaxArraySize is 1001)
@@ -97,8 +99,6 @@ def resources(rubric, *, partition: str | None = None, gpus: int | None = None, 
 
     Default time: the submission's time limit plus the grader's own margin and start-up;
     default memory: what the student's process may use plus about 2 GB for the grader."""
-    from grader.batch import hard_limit_s
-
     parsed = {}
     for arg in extra:
         key, sep, value = arg.partition("=")
@@ -151,7 +151,7 @@ class _Task:
 
 
 class SlurmExecutor:
-    """`run(jobs, on_event)` like grader.executors.LocalPool, on a Slurm cluster."""
+    """`run(jobs, on_event)` like grader.batch.executors.LocalPool, on a Slurm cluster."""
 
     GRACE_S = 20.0  # a job that completed without a result file yet: shared filesystems lag
 
@@ -392,7 +392,7 @@ class _Ledger:
         self.entries.pop(student, None)
 
     def save(self) -> None:
-        gradebook.atomic_write(self.path, json.dumps({"students": self.entries}, indent=1) + "\n")
+        atomic.write_text(self.path, json.dumps({"students": self.entries}, indent=1) + "\n")
 
 
 # -- Slurm's commands ------------------------------------------------------------------
@@ -511,8 +511,7 @@ def _read(path: Path) -> str:
 
 def run_on_node(job: dict) -> dict:
     """One student, in a Slurm job: what a local worker does, with this job's own environment."""
-    from grader import batch
-
+    job = Job.from_dict(job)
     finished = False
 
     def ended_by_slurm(signum, frame):
@@ -520,22 +519,22 @@ def run_on_node(job: dict) -> dict:
         # the students' too.  Stop at once, writing nothing: a student killed by Slurm must not be
         # graded as crashed.  The batch sees the job end without a result and submits it again.
         if not finished:
-            os.write(2, f"grader: Slurm ended the job (signal {signum}) before {job['student']} was graded\n".encode())
+            os.write(2, f"grader: Slurm ended the job (signal {signum}) before {job.student} was graded\n".encode())
             os._exit(128 + signum)
 
     signal.signal(signal.SIGTERM, ended_by_slurm)
     # submitit asks Slurm for SIGUSR2 shortly before the time limit; it would reach (and end) the
     # students' processes too.  Ignored here, and so in every process this one starts.
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
-    os.environ.update(job.get("env", {}))
+    os.environ.update(job.env)
     os.environ.pop("GRADER_DATA_DIR", None)  # the data set comes from the job's options only
     task = os.environ.get("SLURM_ARRAY_JOB_ID", os.environ.get("SLURM_JOB_ID", "?"))
     if "SLURM_ARRAY_TASK_ID" in os.environ:
         task += f"_{os.environ['SLURM_ARRAY_TASK_ID']}"
-    print(f"grader: grading {job['student']} (attempt {job.get('attempt', 1)}) on {socket.gethostname()} "
+    print(f"grader: grading {job.student} (attempt {job.attempt}) on {socket.gethostname()} "
           f"in Slurm job {task}", flush=True)
-    progress = Path(job["progress_file"])
-    record = batch.run_job(job, on_progress=lambda text: gradebook.atomic_write(progress, text))
+    progress = Path(job.progress_file)
+    record = run_job(job, on_progress=lambda text: atomic.write_text(progress, text))
     finished = True
-    print(f"grader: {job['student']}: {record['status']}", flush=True)
+    print(f"grader: {job.student}: {record['status']}", flush=True)
     return record

@@ -11,8 +11,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from grader import gradebook
-from grader.batch import Display, Plan
+from grader.batch import gradebook
+from grader.batch.pipeline import Display, Plan
 from grader.safe_text import shown
 
 

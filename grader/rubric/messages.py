@@ -30,8 +30,9 @@ class LocatedError(ValueError):
         self.loc = loc
 
 
-def explain(error: dict, root, data: Any, where: str, kinds: dict) -> str:
-    """One pydantic error as `file:line: place: message`."""
+def explain(error: dict, root, data: Any, where: str, kinds: dict, model: type[BaseModel]) -> str:
+    """One pydantic error as `file:line: place: message`; `model` is the rubric's root model (passed in,
+    so that this module does not import the one that imports it)."""
     raw = tuple(error["loc"])
     located = (error.get("ctx") or {}).get("error")
     if isinstance(located, LocatedError):
@@ -46,7 +47,7 @@ def explain(error: dict, root, data: Any, where: str, kinds: dict) -> str:
         line = line_of(root, loc) if kind == "extra_forbidden" else line_of(root, place_loc)
     else:
         place_loc = loc
-    return f"{where}:{line}: {_place(place_loc, data)}: {_message(error, raw, loc, kinds, located)}"
+    return f"{where}:{line}: {_place(place_loc, data)}: {_message(error, raw, loc, kinds, located, model)}"
 
 
 def duplicate_keys(node, where: str) -> list[str]:
@@ -71,7 +72,7 @@ def duplicate_keys(node, where: str) -> list[str]:
 # -- what went wrong ---------------------------------------------------------
 
 
-def _message(error: dict, raw: tuple, loc: tuple, kinds: dict, located) -> str:
+def _message(error: dict, raw: tuple, loc: tuple, kinds: dict, located, model) -> str:
     kind, value = error["type"], error.get("input")
     ctx = error.get("ctx") or {}
     if located is not None or kind in ("value_error", "assertion_error"):
@@ -83,12 +84,12 @@ def _message(error: dict, raw: tuple, loc: tuple, kinds: dict, located) -> str:
         return f"this item has no 'check:'; every item names its check kind, one of: {', '.join(kinds)}"
     if kind == "missing":
         field = raw[-1]
-        owner = _model_at(raw[:-1], kinds)
+        owner = _model_at(raw[:-1], kinds, model)
         description = _description(owner, field)
         return f"missing '{field}'" + (f": {description}" if description else "")
     if kind == "extra_forbidden":
         field = str(raw[-1])
-        owner = _model_at(raw[:-1], kinds)
+        owner = _model_at(raw[:-1], kinds, model)
         names = list(owner.model_fields) if owner else []
         allowed = ", ".join(n for n in names if not owner.model_fields[n].exclude) if owner else ""
         text = f"unknown field '{field}'{_did_you_mean(field, names)}"
@@ -182,10 +183,8 @@ def line_of(node, loc: tuple) -> int:
 # -- which model sits at a place ---------------------------------------------------
 
 
-def _model_at(loc: tuple, kinds: dict):
-    from grader.rubric import Rubric
-
-    current: Any = Rubric
+def _model_at(loc: tuple, kinds: dict, model):
+    current: Any = model
     for part in loc:
         if current is None:
             return None
