@@ -53,15 +53,23 @@ def run(item: Item, ctx: Context) -> Verdict:
     for index in range(len(r_children), len(s_children)):
         problems.append(f"{path}[{index}] {call_text(student[s_children[index]])} is one too many")
     n_ref, n_student = len(r_children), len(s_children)
+    # per child, and the counts: what rescoring (grader.batch.scoring) needs under either credit policy
+    extra = {"matched": matched, "reference_children": n_ref, "student_children": n_student, "children": children}
     if not problems:
-        return Verdict.full(item, f"{path}: all {n_ref} blocks as expected")
+        return Verdict.full(item, f"{path}: all {n_ref} blocks as expected", extra=extra)
     head = (f"{path} has {n_student} blocks; expected {n_ref}" if n_student != n_ref
             else f"{path}: {matched} of {n_ref} blocks right")
-    if item.credit == "per_child":
-        points = round(item.points * matched / max(n_ref, n_student), 4)
-    else:
-        points = 0.0
-    return Verdict(points, f"{head}: {problems[0]}", details=problems)
+    return Verdict(credit(item, extra), f"{head}: {problems[0]}", details=problems, extra=extra)
+
+
+def credit(item: Item, extra: dict) -> float:
+    """Points for what was matched, under the item's credit policy (also used when rescoring)."""
+    whole = max(extra["reference_children"], extra["student_children"])
+    if extra["matched"] == extra["reference_children"] == extra["student_children"]:
+        return item.points
+    if item.credit == "per_child" and whole:
+        return round(item.points * extra["matched"] / whole, 4)
+    return 0.0
 
 
 def _subtree_same(student: dict, s_path: str, ref: dict, r_path: str) -> bool:
