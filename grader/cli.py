@@ -345,6 +345,10 @@ def batch(
     if (jobs is not None and jobs < 1) or (threads is not None and threads < 1) or max_unzip_mb < 1:
         _fail_usage("--jobs, --threads and --max-unzip-mb must be positive")
     rubric_path = assignments.resolve(rubric, submissions).path
+    if deadline is not None:
+        from grader.batch import late
+
+        late.parse_time(deadline)  # a wrong --deadline is said before any grading
     limits = _limits(timeout, item_timeout, memory_mb)
     cluster = _cluster(executor, rubric_path, limits, out, shared_dir, jobs, slurm_arg, partition=partition,
                        gpus=gpus_per_job, cpus=cpus_per_job, mem_gb=mem_per_job, time_min=time_per_job)

@@ -183,6 +183,28 @@ def test_the_leaderboard_ranks_by_accuracy_then_size():
         load(RUBRIC + "leaderboard: {item: shape}\n")
 
 
+def test_submission_times_from_names_metadata_and_zip_dates(tmp_path):
+    import zipfile
+
+    from grader.batch import intake, submissions, unpack
+
+    root = tmp_path / "bb"
+    root.mkdir()
+    (root / "HW1_jdoe_attempt_2026-03-02-09-30-00_net.py").write_text("x = 1\n")
+    (root / "smithjohn_LATE_2345_6789_net.py").write_text("x = 1\n")
+    found = intake.find(root, ["net.py"], tmp_path / "state")
+    info = {s.id: submissions.describe(s, found.layout) for s in found.submissions}
+    assert info["jdoe"]["time"] == "2026-03-02T09:30:00" and info["jdoe"]["time_source"] == "Blackboard attempt time"
+    assert info["2345"]["late_marker"] and info["2345"]["identity"]["canvas_id"] == "2345"
+    assert info["2345"]["identity"]["name"] == "smithjohn"  # without intake's " (late)"
+    # a downloaded zip keeps each member's date (what the late policy reads)
+    archive = tmp_path / "download.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr(zipfile.ZipInfo("a/net.py", date_time=(2026, 3, 1, 12, 0, 0)), "x = 1\n")
+    unpack.unpack(archive, tmp_path / "out")
+    assert datetime.fromtimestamp((tmp_path / "out" / "a" / "net.py").stat().st_mtime) == datetime(2026, 3, 1, 12)
+
+
 @pytest.mark.slow  # grades a three-student class, twice for one item
 def test_every_command_of_the_gradebook_page_runs(tmp_path):
     from tests.test_docs import parse, run_blocks

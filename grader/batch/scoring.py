@@ -303,7 +303,13 @@ def summary_sections(scorer: Scorer, records_: list[dict]) -> list[str]:
     lines = leaderboard_lines(scorer.rubric, records_, markdown=True)
     late_ones = [r for r in records_ if r.get("late")]
     if late_ones:
-        lines += ["## Late submissions", "", "| Student | Days | Penalty | Why |", "|---|---:|---:|---|"]
+        lines += ["## Late submissions", ""]
+        by_file_time = [r for r in late_ones if "file times" in ((r.get("submission") or {}).get("time_source") or "")]
+        if len(by_file_time) >= 3 and len(by_file_time) == len([r for r in records_ if r.get("status") == "graded"]):
+            lines += [f"> **Warning:** all {len(by_file_time)} submissions are late by their files' times. Were "
+                      "the files copied or unpacked without their dates? Grade the LMS's zip itself, or check "
+                      "the deadline.", ""]
+        lines += ["| Student | Days | Penalty | Why |", "|---|---:|---:|---|"]
         lines += [f"| {gradebook._md(r['student'])} | {r['late']['days']:g} | -{gradebook.number(r['late']['penalty'])} "
                   f"| {gradebook._md(r['late']['note'])} |" for r in late_ones]
         lines.append("")
