@@ -119,7 +119,10 @@ def test_canvas_class_batch_rescore_overrides_late_and_export(tmp_path, data, mo
     (out / "overrides.yaml").write_text(
         "- student: '3456'\n  item: params\n  points: 5\n  reason: counted by hand\n  by: TA Kim\n"
         "- student: '2345'\n  delta: 1.2\n  reason: illness, documented\n  by: Prof. Park\n")
-    assert run_cli("rescore", str(out)).returncode == 0
+    adjusted = run_cli("rescore", str(out))
+    assert adjusted.returncode == 0, adjusted.stderr
+    assert "adjusted: 2 overrides from overrides.yaml applied" in adjusted.stdout
+    assert "late: 1 student lost points to the late policy" in adjusted.stdout
     grades = by_student(out / "grades.csv")
     assert grades["3456"]["params"] == "5" and grades["3456"]["total"] == "5"
     assert grades["2345"]["total"] == "11"

@@ -64,7 +64,8 @@ def export(out: Path, to: str, path: Path | None = None, *, assignment: str | No
     out = Path(out)
     rows, rubric = _rows(out, roster)
     title = assignment or rubric.title or rubric.assignment
-    max_score = max([r["max_score"] for r in rows if r["max_score"] is not None] + [rubric.total_points])
+    graded = [r["max_score"] for r in rows if r["max_score"] is not None]
+    max_score = max(graded) if graded else rubric.total_points  # what was graded (--items may grade fewer)
     text, bom = {"canvas": _canvas, "moodle": _moodle, "gradescope": _gradescope, "csv": _generic}[to](
         rows, title, max_score, rubric)
     target = Path(path) if path else out / "exports" / f"{to}.csv"

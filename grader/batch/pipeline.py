@@ -72,7 +72,7 @@ class BatchResult:
     records: list[dict]
     summary: gradebook.Summary
     interrupted: bool = False
-    leaderboard: list[str] = field(default_factory=list)  # the challenge's top N, for the terminal
+    leaderboard: list[str] = field(default_factory=list)  # the challenge's top N, late work, adjustments
 
 
 class Display:
@@ -311,7 +311,7 @@ def run(config: BatchConfig, display: Display | None = None, executor: Executor 
     atomic.write_text(out / "summary.md", gradebook.summary_markdown(summary) + "\n".join(
         scoring.summary_sections(scorer, ordered)))
     return BatchResult(the_plan, ordered, summary, interrupted,
-                       leaderboard=scoring.leaderboard_lines(the_plan.rubric, ordered, markdown=False))
+                       leaderboard=scoring.terminal_lines(scorer, ordered))
 
 
 def _all_items(rubric: Rubric) -> list[tuple[str, str, float]]:

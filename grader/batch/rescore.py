@@ -71,4 +71,4 @@ def run(out: Path, rubric: Path | None = None, deadline: str | None = None) -> R
     scoring.save_settings(out, the_rubric.path, deadline, settings.get("device"))
     written = exports.rewrite_all(out)
     return RescoreResult(records, summary, scoring.stale_items(records),
-                         scoring.leaderboard_lines(the_rubric, records, markdown=False), written, rubric_path)
+                         scoring.terminal_lines(scorer, records), written, rubric_path)

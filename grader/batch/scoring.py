@@ -273,7 +273,8 @@ def standings(rubric, records_: list[dict]) -> list[Standing]:
         extra = (result.extra if result else {}) or {}
         if "accuracy" in extra:
             rows.append((record, extra))
-    rows.sort(key=lambda re: (-re[1]["accuracy"], re[1].get("params") or 0, re[0]["student"]))
+    size = lambda e: e["params"] if e.get("params") is not None else float("inf")  # noqa: E731
+    rows.sort(key=lambda re: (-re[1]["accuracy"], size(re[1]), re[0]["student"]))
     return [Standing(n, r["student"], r.get("name") or "", e["accuracy"], e.get("interval95"), e.get("params"),
                      (e.get("training") or {}).get("seconds")) for n, (r, e) in enumerate(rows, 1)]
 
@@ -326,6 +327,20 @@ def summary_sections(scorer: Scorer, records_: list[dict]) -> list[str]:
         lines += [f"- `{item}`: {len(students)} student{'s' * (len(students) != 1)}" for item, students in stale.items()]
         lines.append("")
     lines += ["## Provenance", "", f"Scored with {records.provenance_line(scorer.provenance)}.", ""]
+    return lines
+
+
+def terminal_lines(scorer: Scorer, records_: list[dict]) -> list[str]:
+    """What the terminal summary adds: the leaderboard, late work and adjustments in one line each."""
+    lines = leaderboard_lines(scorer.rubric, records_, markdown=False)
+    late_ones = [r for r in records_ if r.get("late")]
+    if late_ones:
+        lines.append(f"late: {len(late_ones)} student{'s' * (len(late_ones) != 1)} lost points to the late policy "
+                     "(summary.md lists them)")
+    adjusted = sum(len(r.get("adjustments") or []) for r in records_)
+    if adjusted:
+        lines.append(f"adjusted: {adjusted} override{'s' * (adjusted != 1)} from {overrides.FILENAME} applied")
+    lines += [f"warning: {u}" for u in scorer.unapplied]
     return lines
 
 
