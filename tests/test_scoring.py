@@ -218,3 +218,46 @@ def test_every_command_of_the_gradebook_page_runs(tmp_path):
     ana = (tmp_path / "graded" / "students" / "3456" / "feedback.md").read_text()
     assert "params: Adjusted by TA Kim: set to 3, was 0 (the parameter count is right for the five classes" in ana
     assert (tmp_path / "everyone.csv").is_file() and (tmp_path / "graded" / "exports" / "canvas.csv").is_file()
+
+
+def test_the_generic_export_tells_a_real_zero_from_no_submission(tmp_path):
+    """Without grading anything: records as a batch leaves them, then `grader export --to csv`."""
+    import csv
+    import io
+
+    from grader.batch import exports, gradebook
+    from grader.batch.job import unreadable
+    from grader.results import GradeReport
+
+    path = tmp_path / "demo.yaml"
+    path.write_text(RUBRIC)
+    rubric = rubric_module.load(path)
+    out = tmp_path / "out"
+    scoring.save_settings(out, path, None, "cpu")
+    scorer = scoring.Scorer.open(out, rubric)
+    zero = GradeReport("demo", "", [ItemResult(i.id, i.id, 0.0, i.points, FAILED, "wrong") for i in rubric.items])
+    students = {"ann": (zero, None, "=cmd|' /C calc'!A0"), "bob": (unreadable(rubric, None, "the submission is empty"),
+                "the submission is empty", "Bob, Jr."),
+                "cat": (unreadable(rubric, None, "the submission could not be unpacked: bad zip"),
+                        "the submission could not be unpacked: bad zip", "Cat")}
+    for student, (report, problem, name) in students.items():
+        record = {"student": student, "name": name, "status": gradebook.GRADED, "report": report.to_dict()}
+        info = {"problem": problem, "identity": {"id": student, "name": name}}
+        scorer.finish(record, fresh=True, info=info)
+    gradebook.write_student(out, {"student": "dan", "name": "Dan", "status": gradebook.NOT_GRADED,
+                                  "error": "internal grader error", "report": None}, None, "")
+    roster = tmp_path / "roster.csv"
+    roster.write_text("student,name,email\nann,Ann,ann@x.edu\neve,Eve,eve@x.edu\n")
+    written = exports.export(out, "csv", roster=roster)
+    text = written.read_text(encoding="utf-8-sig")
+    rows = {r["student"]: r for r in csv.DictReader(io.StringIO(text))}
+    assert {s: (r["status"], r["score"]) for s, r in rows.items()} == {
+        "ann": ("graded", "0"), "bob": ("empty", "0"), "cat": ("unreadable", "0"), "dan": ("error", ""),
+        "eve": ("missing", "")}
+    assert rows["ann"]["name"] == "Ann" and rows["ann"]["email"] == "ann@x.edu"  # the roster's name wins
+    assert '"Bob, Jr."' in text  # quoted, not split
+    assert rows["ann"]["max_score"] == "28"
+    # a name a spreadsheet would run is defused
+    assert exports._text("=cmd|' /C calc'!A0") == "'=cmd|' /C calc'!A0"
+    with pytest.raises(exports.ExportError, match="--to is one of canvas, moodle, gradescope, csv"):
+        exports.export(out, "blackboard")
