@@ -429,6 +429,9 @@ def rescore(
     written = ", ".join(str(p) for p in result.exports)
     say(console, f"rescored {len(result.records)} students with {result.rubric}: grades.csv, summary.md, "
                  f"students/<id>/{'; exports: ' + written if written else ''}")
+    if result.unmeasured:
+        say(Console(stderr=True), f"{len(result.unmeasured)} students were graded by an older grader that kept no "
+                                  "measurements: run grader batch to regrade them")
     if result.stale:
         for item, students in result.stale.items():
             say(Console(stderr=True), f"check changed: {item} ({len(students)} students): run grader batch to "

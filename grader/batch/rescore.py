@@ -31,6 +31,7 @@ class RescoreResult:
     leaderboard: list[str] = field(default_factory=list)
     exports: list[Path] = field(default_factory=list)
     rubric: Path | None = None
+    unmeasured: list[str] = field(default_factory=list)  # graded before measurements were kept
 
 
 def run(out: Path, rubric: Path | None = None, deadline: str | None = None) -> RescoreResult:
@@ -49,7 +50,7 @@ def run(out: Path, rubric: Path | None = None, deadline: str | None = None) -> R
     deadline = deadline or settings.get("deadline")
     scorer = scoring.Scorer.open(out, the_rubric, deadline=deadline, device=settings.get("device"),
                                  students=set(students))
-    records = []
+    records, unmeasured = [], []
     for student in students:
         record = gradebook.load_record(out, student)
         if record is None:
@@ -58,6 +59,7 @@ def run(out: Path, rubric: Path | None = None, deadline: str | None = None) -> R
             # graded before measurements were kept: nothing to rescore from
             record["stale"] = [r["id"] for r in (record.get("report") or {}).get("results", [])]
             records.append(record)
+            unmeasured.append(student)
             continue
         records.append(scorer.finish(record))
     have = {r["id"] for record in records for r in (record.get("report") or {}).get("results", [])}
@@ -71,4 +73,4 @@ def run(out: Path, rubric: Path | None = None, deadline: str | None = None) -> R
     scoring.save_settings(out, the_rubric.path, deadline, settings.get("device"))
     written = exports.rewrite_all(out)
     return RescoreResult(records, summary, scoring.stale_items(records),
-                         scoring.terminal_lines(scorer, records), written, rubric_path)
+                         scoring.terminal_lines(scorer, records), written, rubric_path, unmeasured)
