@@ -13,7 +13,7 @@ import pytest
 from grader import rubric as rubric_module
 from grader.batch import late, overrides, records, scoring
 from grader.results import FAILED, PARTIAL, PASSED, UNCERTAIN, ItemResult
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_cli
 
 RUBRIC = textwrap.dedent("""\
     assignment: demo
@@ -261,3 +261,25 @@ def test_the_generic_export_tells_a_real_zero_from_no_submission(tmp_path):
     assert exports._text("=cmd|' /C calc'!A0") == "'=cmd|' /C calc'!A0"
     with pytest.raises(exports.ExportError, match="--to is one of canvas, moodle, gradescope, csv"):
         exports.export(out, "blackboard")
+
+
+def test_rescore_names_records_without_measurements_and_changes_nothing_in_them(tmp_path):
+    from grader.batch import gradebook, rescore
+    from grader.results import GradeReport
+
+    path = tmp_path / "demo.yaml"
+    path.write_text(RUBRIC)
+    out = tmp_path / "out"
+    scoring.save_settings(out, path, None, "cpu")
+    report = GradeReport("demo", "", [ItemResult("shape", "shape", 4.0, 4.0, PASSED, "ok")])
+    gradebook.write_student(out, {"student": "ann", "name": "Ann", "status": "graded", "report": report.to_dict()},
+                            report, "")  # as a grader that kept no measurements wrote it
+    result = rescore.run(out)
+    assert result.unmeasured == ["ann"] and result.stale == {"shape": ["ann"]}
+    assert (out / "grades.csv").read_text().splitlines()[1] == "ann,Ann,4,4"
+    done = run_cli("rescore", str(out))
+    assert done.returncode == rescore.EXIT_STALE and "graded by an older grader" in done.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused = run_cli("rescore", str(empty))
+    assert refused.returncode == 2 and "holds no graded students" in refused.stderr
