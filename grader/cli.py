@@ -73,6 +73,9 @@ ItemTimeoutOpt = Annotated[Optional[float], typer.Option("--item-timeout", help=
 MemoryOpt = Annotated[Optional[int], typer.Option("--memory-mb", help="memory the student's process may allocate, "
                                                   "MB (default: the rubric's limits.memory_mb)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+DeadlineOpt = Annotated[Optional[str], typer.Option("--deadline", help="due time for the rubric's late policy, ISO "
+                                                    "8601 (2026-03-01T23:59, local time unless a zone is given); "
+                                                    "replaces the rubric's late.deadline")]
 
 
 _option_type = typer.core.TyperOption.display_type_rich
@@ -376,6 +379,7 @@ def batch(
                                                "minutes (default: from limits.timeout_s)"),
     slurm_arg: list[str] = typer.Option([], "--slurm-arg", help="slurm: another sbatch option as KEY=VALUE, "
                                         "e.g. account=cs231 (repeatable)"),
+    deadline: DeadlineOpt = None,
 ) -> None:
     """Grade a whole class in parallel: grades.csv, per-student results.json and feedback.md, summary.md,
     duplicates.csv.  Rerun the same command to resume; only changed students are regraded."""
@@ -392,6 +396,10 @@ def batch(
     resolved_rubric = assignments.resolve(rubric, submissions)
     rubric_path = resolved_rubric.path
     selected = _item_ids(items, resolved_rubric)
+    if deadline is not None:
+        from grader.batch import late
+
+        late.parse_time(deadline)  # a wrong --deadline is said before any grading
     limits = _limits(timeout, item_timeout, memory_mb)
     cluster = _cluster(executor, rubric_path, limits, out, shared_dir, jobs, slurm_arg, partition=partition,
                        gpus=gpus_per_job, cpus=cpus_per_job, mem_gb=mem_per_job, time_min=time_per_job)
@@ -405,13 +413,15 @@ def batch(
         submissions=submissions, rubric=rubric_path, out=out, options=options,
         items=selected,
         limits=limits, workers=jobs, threads=threads, force=force, reuse=not no_reuse,
-        students=list(student), unpack=UnpackLimits(max_bytes=max_unzip_mb << 20))
+        students=list(student), unpack=UnpackLimits(max_bytes=max_unzip_mb << 20), deadline=deadline)
     console = Console()
     try:
         result = batch_module.run(config, progress.for_console(console), executor=cluster)
     except FileNotFoundError as e:
         _fail_usage(str(e))
     gradebook_module.show_summary(result.summary, console)
+    for line in result.leaderboard:
+        say(console, line)
     say(console, f"results in {out}: grades.csv, summary.md, duplicates.csv, students/<id>/")
     if result.interrupted:
         say(Console(stderr=True), "interrupted: every finished student is in grades.csv; rerun the same "
@@ -446,6 +456,60 @@ def _cluster(executor: str, rubric_path: Path, limits: dict, out: Path, shared_d
     except ValueError as e:  # a --slurm-arg that is not KEY=VALUE
         _fail_usage(str(e))
     return cluster
+
+
+@app.command()
+def rescore(
+    out: Path = typer.Argument(..., help="the output folder of grader batch"),
+    rubric: Optional[Path] = typer.Option(None, "--rubric", "-r", help="the rubric to score with (default: the one "
+                                          "the batch used, as it is now)"),
+    deadline: DeadlineOpt = None,
+) -> None:
+    """Score a graded class again from its records, without running any submission: after a change of
+    points, thresholds, credit policy, late policy or overrides.yaml.  Exit 3 when some items' checks
+    changed (they need grader batch)."""
+    from grader.batch import rescore as rescore_module
+
+    if not out.is_dir():
+        _fail_usage(f"{out} is not a folder")
+    result = rescore_module.run(out, rubric, deadline)
+    console = Console()
+    gradebook_module.show_summary(result.summary, console)
+    for line in result.leaderboard:
+        say(console, line)
+    written = ", ".join(str(p) for p in result.exports)
+    say(console, f"rescored {len(result.records)} students with {result.rubric}: grades.csv, summary.md, "
+                 f"students/<id>/{'; exports: ' + written if written else ''}")
+    if result.unmeasured:
+        say(Console(stderr=True), f"{len(result.unmeasured)} students were graded by an older grader that kept no "
+                                  "measurements: run grader batch to regrade them")
+    if result.stale:
+        for item, students in result.stale.items():
+            say(Console(stderr=True), f"check changed: {item} ({len(students)} students): run grader batch to "
+                                      "regrade it")
+        raise typer.Exit(rescore_module.EXIT_STALE)
+
+
+@app.command()
+def export(
+    out: Path = typer.Argument(..., help="the output folder of grader batch"),
+    to: str = typer.Option(..., "--to", help="canvas, moodle, gradescope or csv"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="the file to write (default: "
+                                          "OUT/exports/<format>.csv)"),
+    assignment: Optional[str] = typer.Option(None, "--assignment", help="the LMS's name of the grade column; "
+                                             "Canvas: 'Name (id)' as its gradebook export spells it (default: the "
+                                             "rubric's title)"),
+    roster: Optional[Path] = typer.Option(None, "--roster", help="CSV with student, name, email, sis_user_id, "
+                                          "sis_login_id, section columns: identities the download lacks, and who "
+                                          "handed in nothing"),
+) -> None:
+    """Write the gradebook in the format an LMS imports (grader rescore writes it again)."""
+    from grader.batch import exports
+
+    if not out.is_dir():
+        _fail_usage(f"{out} is not a folder")
+    written = exports.export(out, to, output, assignment=assignment, roster=roster)
+    say(Console(), f"wrote {written}")
 
 
 @app.command("train")

@@ -9,6 +9,11 @@ The modules, in the order a run uses them:
   pipeline        plan the run (whom to regrade), hand the jobs to an executor, write the summary
   job             one student's job, and run_job: the one way a job is graded, wherever it runs
   executors       a local pool of worker processes; slurm: a Slurm cluster (staging: its shared data)
+  records         what each item measured, apart from its points, and what produced it
+  scoring         points from records under the current rubric, overrides, late policy, leaderboard
+  overrides, late OUT/overrides.yaml; the rubric's late policy; submissions: times and ids from the download
+  rescore         `grader rescore`: the whole gradebook again from the records
+  exports         `grader export`: Canvas, Moodle, Gradescope and generic CSV files
   gradebook       grades.csv, each student's record and feedback, summary.md
   progress        what the person watching sees
 

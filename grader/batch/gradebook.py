@@ -110,13 +110,16 @@ def number(value: float | None) -> str:
 def grades_csv(items: list[str], records: list[dict]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["student", "name", *items, "total"])
+    from grader.batch import scoring  # late penalty and adjustments (it imports this module)
+
+    extra = scoring.extra_columns(records)
+    writer.writerow(["student", "name", *items, *extra, "total"])
     for record in records:
         report = report_of(record) if record.get("status") == GRADED else None
         points = {r.id: r.points for r in report.results} if report else {}
         writer.writerow([csv_cell(record["student"]), csv_cell(record.get("name", "")),
-                         *[number(points.get(i)) for i in items],
-                         number(report.score) if report else ""])
+                         *[number(points.get(i)) for i in items], *scoring.extra_cells(record, extra),
+                         number(record.get("total", report.score)) if report else ""])
     return buf.getvalue()
 
 
@@ -151,9 +154,11 @@ def reason_label(reason: str) -> str:
 
 
 def feedback(report: GradeReport, title: str, record: dict) -> str:
+    from grader.batch import scoring  # late penalty, adjustments, provenance (it imports this module)
+
     who = record.get("name") or record["student"]
     lines = [f"# {title or report.assignment}", "", f"Feedback for **{_md(who)}**", "",
-             f"**Score: {number(report.score)} / {number(report.max_score)}**", ""]
+             f"**Score: {number(record.get('total', report.score))} / {number(report.max_score)}**", ""]
     lines += ["| Item | Points | Result |", "|---|---:|---|"]
     for r in report.results:
         if r.visibility == "hidden":
@@ -163,6 +168,9 @@ def feedback(report: GradeReport, title: str, record: dict) -> str:
         result = "passed" if reason is None else reason_label(reason)
         lines.append(f"| {_md(r.title)} | {number(r.points)} / {number(r.max_points)} | {result} |")
     lines.append("")
+    adjusted = scoring.adjustment_lines(record)
+    if adjusted:
+        lines += [f"- {_md(line)}" for line in adjusted] + [""]
     lost = [r for r in report.results if reason_of(r) is not None and r.visibility != "hidden"]
     whole = whole_submission_failure(report)
     if whole is not None:
@@ -182,6 +190,7 @@ def feedback(report: GradeReport, title: str, record: dict) -> str:
     if output and lost:
         tail = shown(output[-3000:], keep_newlines=True).splitlines()[-30:]
         lines += ["## What your code printed (last lines)", "", fence(tail), *tail, fence(tail), ""]
+    lines += scoring.provenance_footer(record)
     return "\n".join(lines)
 
 
@@ -284,7 +293,7 @@ def summarize(assignment: str, items: list[tuple[str, str, float]], records: lis
             summary.errors.append((record["student"], record.get("error") or "not graded"))
             continue
         summary.graded += 1
-        scores.append(report.score)
+        scores.append(record.get("total", report.score))  # after late penalty and adjustments
         timings.append((record["student"], float(record.get("seconds") or report.seconds)))
         for key, value in (report.isolation or {}).items():
             isolation.setdefault(key, set()).add(str(value))

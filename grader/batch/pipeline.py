@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from grader import atomic, checkpoints, datasets, fingerprint
-from grader.batch import duplicates, gradebook, intake
+from grader.batch import duplicates, gradebook, intake, records, scoring, submissions
 from grader.batch.executors import Executor, LocalPool
 from grader.batch.job import Job, hard_limit_s
 from grader.batch.unpack import UnpackLimits
@@ -47,6 +47,7 @@ class BatchConfig:
     students: list[str] = field(default_factory=list)  # --student: grade only these (always regraded)
     unpack: UnpackLimits = field(default_factory=UnpackLimits)
     reuse: bool = True  # share results across students (grader.reuse); --no-reuse turns it off
+    deadline: str | None = None  # --deadline: replaces the rubric's late.deadline
 
 
 @dataclass
@@ -61,6 +62,8 @@ class Plan:
     threads: int
     duplicates: duplicates.Found
     data_notes: list[str] = field(default_factory=list)
+    # --items: student -> (earlier record, fingerprint once merged, None when the earlier one is out of date)
+    merges: dict[str, tuple[dict, str | None]] = field(default_factory=dict)
 
 
 @dataclass
@@ -69,6 +72,7 @@ class BatchResult:
     records: list[dict]
     summary: gradebook.Summary
     interrupted: bool = False
+    leaderboard: list[str] = field(default_factory=list)  # the challenge's top N, late work, adjustments
 
 
 class Display:
@@ -105,7 +109,7 @@ def plan(config: BatchConfig) -> Plan:
     data_id, data_notes = _data_identity(rubric, selected, config.options)
     common = {
         "grader": fingerprint.grader_version(),
-        "rubric": _rubric_identity(rubric, hashes),
+        "rubric": records.measurement_identity(records.check_keys(rubric, hashes), selected),
         "instructor_checkpoints": {str(p): hashes.of(p) for p in _instructor_checkpoints(rubric, selected,
                                                                                           config.options)},
         "data": data_id,
@@ -114,7 +118,7 @@ def plan(config: BatchConfig) -> Plan:
         "options": {k: getattr(config.options, k) for k in ("device", "precision", "batch_size")},
     }
     workers, threads = resources(config.workers, config.threads, config.options.device, rubric.limits.memory_mb)
-    file_hashes, jobs, records, stale = {}, [], {}, []
+    file_hashes, jobs, done, stale, merges = {}, [], {}, [], {}
     for sub in found.submissions:
         files = _student_files(sub, hashes)
         file_hashes[sub.id] = files
@@ -124,8 +128,11 @@ def plan(config: BatchConfig) -> Plan:
         wanted = sub.id in config.students if config.students else (config.force or not up_to_date)
         if wanted:
             jobs.append(_job(config, rubric, sub, key, threads))
+            if config.items and previous is not None and previous.get("measured"):
+                merges[sub.id] = (previous, _merged_key(rubric, common, previous, selected, files, sub.problem,
+                                                        hashes))
         elif up_to_date or (config.students and previous is not None):
-            records[sub.id] = previous
+            done[sub.id] = previous
             if not up_to_date:
                 stale.append(sub.id)
     hashes.save()
@@ -134,7 +141,24 @@ def plan(config: BatchConfig) -> Plan:
                             handout=rubric.skeleton_dir(), reference=rubric.reference_dir(),
                             instructor_hashes=set(common["instructor_checkpoints"].values()))
     items = [(i.id, i.title or i.id, i.points) for i in selected]
-    return Plan(rubric, items, found, jobs, records, stale, workers, threads, dupes, data_notes)
+    return Plan(rubric, items, found, jobs, done, stale, workers, threads, dupes, data_notes, merges)
+
+
+def _merged_key(rubric: Rubric, common: dict, previous: dict, selected, files: dict, problem, hashes) -> str | None:
+    """Regrading some items of a student whose other items are up to date: the fingerprint of the
+    record once the new items are merged into the earlier ones (None when those are not up to date)."""
+    earlier = [r["id"] for r in (previous.get("report") or {}).get("results", [])]
+    if not earlier:
+        return None
+    keys = records.check_keys(rubric, hashes)
+    own = {**common, "items": earlier,
+           "rubric": records.measurement_identity(keys, [i for i in rubric.items if i.id in earlier])}
+    if previous.get("fingerprint") != fingerprint.combine({**own, "files": files, "problem": problem}):
+        return None
+    ids = {i.id for i in selected} | set(earlier)
+    union = [i for i in rubric.items if i.id in ids]
+    merged = {**common, "items": [i.id for i in union], "rubric": records.measurement_identity(keys, union)}
+    return fingerprint.combine({**merged, "files": files, "problem": problem})
 
 
 def _student_files(sub: intake.Submission, hashes: fingerprint.FileHashes) -> dict[str, str]:
@@ -192,14 +216,6 @@ def resources(workers: int | None, threads: int | None, device: str, memory_mb: 
     return workers, max(1, threads or cpus // workers)
 
 
-def _rubric_identity(rubric: Rubric, hashes: fingerprint.FileHashes) -> dict:
-    ident = {"rubric": hashes.of(rubric.path) if rubric.path else rubric.model_dump_json()}
-    reference = rubric.reference_dir()
-    if reference is not None and reference.is_dir():
-        ident["reference"] = fingerprint.tree(reference, hashes)
-    return ident
-
-
 def _instructor_checkpoints(rubric: Rubric, selected, options: Options) -> list[Path]:
     names = sorted({i.checkpoint for i in selected if getattr(i, "checkpoint", None)})
     found = []
@@ -247,13 +263,19 @@ def run(config: BatchConfig, display: Display | None = None, executor: Executor 
     out = Path(config.out)
     names = {s.id: s.name for s in the_plan.intake.submissions}
     order = {s.id: n for n, s in enumerate(the_plan.intake.submissions)}
-    records = dict(the_plan.records)
+    layout = the_plan.intake.layout
+    infos = {s.id: submissions.describe(s, layout) for s in the_plan.intake.submissions}
+    scorer = scoring.Scorer.open(out, the_plan.rubric, deadline=config.deadline, device=config.options.device,
+                                 students=set(order))
+    scoring.save_settings(out, the_plan.rubric.path, config.deadline, config.options.device)
+    # Earlier records are scored again: points, overrides or the late policy may have changed.
+    records = {student: scorer.finish(record, fresh=student not in the_plan.stale, info=infos.get(student))
+               for student, record in the_plan.records.items()}
     graded_now: set[str] = set()
-    item_ids = [i for i, _, _ in the_plan.items]
 
     def write_gradebook() -> None:
         ordered = sorted(records.values(), key=lambda r: order.get(r["student"], len(order)))
-        gradebook.write_grades(out, item_ids, ordered)
+        gradebook.write_grades(out, columns(the_plan, ordered), ordered)
 
     if config.reuse and the_plan.jobs:  # one store, and one secret probe seed, per run
         store = Reuse.for_run(out / STATE).folder
@@ -274,6 +296,8 @@ def run(config: BatchConfig, display: Display | None = None, executor: Executor 
             display.note(str(payload))
         elif kind in ("done", "failed"):
             record = payload if kind == "done" else _failed_record(job, str(payload))
+            record = _merge(the_plan, scorer, record)
+            record = scorer.finish(record, fresh=True, info=infos.get(job["student"]))
             records[job["student"]] = record
             graded_now.add(job["student"])
             write_gradebook()
@@ -289,13 +313,46 @@ def run(config: BatchConfig, display: Display | None = None, executor: Executor 
         display.close()
     write_gradebook()  # again: an interrupt may have come between a record and its row
     ordered = sorted(records.values(), key=lambda r: order.get(r["student"], len(order)))
-    summary = gradebook.summarize(the_plan.rubric.assignment, the_plan.items, ordered, regraded=len(graded_now),
-                                  seconds=time.monotonic() - started, students=len(order))
+    shown = set(columns(the_plan, ordered))
+    summary = gradebook.summarize(the_plan.rubric.assignment, [i for i in _all_items(the_plan.rubric) if i[0] in shown],
+                                  ordered, regraded=len(graded_now), seconds=time.monotonic() - started,
+                                  students=len(order))
     summary.duplicates = len(the_plan.duplicates.groups)
     summary.instructor_copies = the_plan.duplicates.instructor_copies
     summary.intake = _intake_notes(the_plan)
-    atomic.write_text(out / "summary.md", gradebook.summary_markdown(summary))
-    return BatchResult(the_plan, ordered, summary, interrupted)
+    atomic.write_text(out / "summary.md", gradebook.summary_markdown(summary) + "\n".join(
+        scoring.summary_sections(scorer, ordered)))
+    return BatchResult(the_plan, ordered, summary, interrupted,
+                       leaderboard=scoring.terminal_lines(scorer, ordered))
+
+
+def _all_items(rubric: Rubric) -> list[tuple[str, str, float]]:
+    return [(i.id, i.title or i.id, i.points) for i in rubric.items]
+
+
+def columns(p: Plan, records_: list[dict]) -> list[str]:
+    """grades.csv's item columns: the rubric's items that any record has, else the items graded now."""
+    have = {r["id"] for record in records_ for r in (record.get("report") or {}).get("results", [])}
+    have |= {i for i, _, _ in p.items}
+    return [i.id for i in p.rubric.items if i.id in have]
+
+
+def _merge(p: Plan, scorer: scoring.Scorer, record: dict) -> dict:
+    """--items: the items regraded now, merged into the student's earlier record.  When the earlier
+    items are out of date (the files changed), they are kept for the gradebook but the record's
+    fingerprint is not a whole one, so the next full `grader batch` regrades the student."""
+    earlier = p.merges.get(record["student"])
+    if earlier is None or record.get("status") != gradebook.GRADED or not record.get("report"):
+        return record
+    previous, key = earlier
+    record["measured"] = {**previous["measured"], **scorer.measured(record)}
+    if key is not None:
+        record["fingerprint"] = key
+    else:
+        record["notes"] = list(record.get("notes") or []) + [
+            "items not regraded in this run are shown from an earlier grading of other files"]
+    record.setdefault("provenance", {})["graded"] = scorer.provenance
+    return record
 
 
 def _failed_record(job: dict, why: str) -> dict:

@@ -115,14 +115,20 @@ def run(item: Item, ctx: Context) -> Verdict:
     predictions, reused_from = _predictions(ctx, item, built["handle"], data, spec, None if trains else path)
     ctx.release(built)
     verdict = judge(item, predictions, data, notes, ctx.options.precision)
+    if built.get("param_count") is not None and "accuracy" in verdict.extra:  # for the leaderboard
+        verdict.extra["params"] = built["param_count"]
     if reused_from:  # the instructor's record says whose; a student's results never name another student
         verdict.extra.update(reused_from=reused_from, reuse="probe")
     if trained is not None:
-        verdict.extra["training"] = trained["result"]
-        if trained["result"]["stopped_by_budget"]:  # graded as the budget left it
-            verdict.message += (f" (training stopped early at its time budget, after "
-                                f"{epochs_text(trained['result']['epochs_done'])} of {trained['epochs']:g} epochs)")
+        verdict.extra["training"] = {**trained["result"], "epochs_asked": trained["epochs"]}
+        if trained["result"]["stopped_by_budget"]:
+            verdict.message += budget_note(verdict.extra["training"])
     return verdict
+
+
+def budget_note(training: dict) -> str:
+    asked = training.get("epochs_asked", training["epochs_done"])
+    return f" (training stopped early at its time budget, after {epochs_text(training['epochs_done'])} of {asked:g} epochs)"
 
 
 def _predictions(ctx: Context, item: Item, handle: int, data, spec, checkpoint) -> tuple[torch.Tensor, str | None]:
@@ -278,15 +284,25 @@ def judge(item: Item, predictions: torch.Tensor, data, notes: list[str], precisi
     total = len(data.labels)
     accuracy = correct / total
     extra = {"accuracy": accuracy, "correct": correct, "total": total, "threshold": item.threshold,
-             "data": data.source, "precision": precision}
-    text = f"test accuracy {accuracy:.2%} ({correct:,}/{total:,})"
-    details = list(notes) + [f"measured on {data.source}"]
-    if precision != "fp32":
-        details.append(f"evaluated in {precision}, not fp32")
-    passed = accuracy >= item.threshold
+             "data": data.source, "precision": precision, "notes": list(notes)}
     if data.is_sample:
-        low, high = wilson_interval(correct, total)
-        extra["interval95"] = [low, high]
+        extra["interval95"] = list(wilson_interval(correct, total))
+        extra["sample"] = True
+    return decide(item, extra)
+
+
+def decide(item: Item, extra: dict) -> Verdict:
+    """The verdict on a measured accuracy (judge's `extra`) under the item's threshold and points:
+    the one place both grading and rescoring (grader.batch.scoring) decide it."""
+    accuracy, correct, total = extra["accuracy"], extra["correct"], extra["total"]
+    extra = {**extra, "threshold": item.threshold}
+    text = f"test accuracy {accuracy:.2%} ({correct:,}/{total:,})"
+    details = list(extra.get("notes", [])) + [f"measured on {extra['data']}"]
+    if extra.get("precision", "fp32") != "fp32":
+        details.append(f"evaluated in {extra['precision']}, not fp32")
+    passed = accuracy >= item.threshold
+    if extra.get("sample"):
+        low, high = extra["interval95"]
         text = (f"test accuracy {accuracy:.2%} on the embedded sample ({correct:,}/{total:,}; "
                 f"95% interval {low:.1%}-{high:.1%})")
         details.append("for the full test set: --data-dir DIR (cifar-10-batches-py or test/<class>/ images), "

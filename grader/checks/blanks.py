@@ -72,22 +72,24 @@ def run(item: Item, ctx: Context) -> Verdict:
 
     per_blank = item.points / item.count()
     right, wrong, notes = 0, [], []
+    verdicts: dict[str, bool] = {}  # per blank: what rescoring (grader.batch.scoring) recounts from
     for blank in item.blanks:
         if blank.default_of:
-            ok, why = _grade_default(ctx, reference, t, blank.default_of)
-            right, wrong = (right + 1, wrong) if ok else (right, wrong + [why])
-            continue
-        results, note = _grade_module(student, ref, blank)
-        if note:
-            notes.append(note)
-        for ok, why in results:
+            results = [_grade_default(ctx, reference, t, blank.default_of)]
+        else:
+            results, note = _grade_module(student, ref, blank)
+            if note:
+                notes.append(note)
+        for label, (ok, why) in zip(blank.labels(), results):
+            verdicts[label] = ok
             right, wrong = (right + 1, wrong) if ok else (right, wrong + [why])
     total = item.count()
     message = f"{right}/{total} blanks right"
     if wrong:
         message += ": " + "; ".join(wrong[:2]) + (f"; and {len(wrong) - 2} more" if len(wrong) > 2 else "")
     details = (wrong if len(wrong) > 2 else []) + notes  # the message already names up to two
-    return Verdict(round(per_blank * right, 4), message, details=details)
+    return Verdict(round(per_blank * right, 4), message, details=details,
+                   extra={"right": right, "total": total, "blanks": verdicts})
 
 
 def _grade_default(ctx: Context, reference, t: Target, param: str) -> tuple[bool, str]:

@@ -89,7 +89,7 @@ def run(item: Item, ctx: Context) -> Verdict:
               (("outputs", item.outputs, _outputs), ("init", item.init, _init),
                ("optimizer", item.optimizer, _optimizer)) if facet is not None]
     several = len(facets) > 1
-    points, good, bad, details, where = 0.0, [], [], [], None
+    points, good, bad, details, where, verdicts = 0.0, [], [], [], None, {}
     for name, facet, grade in facets:
         try:
             ok, text, more = grade(item, ctx, facet)
@@ -97,6 +97,7 @@ def run(item: Item, ctx: Context) -> Verdict:
             ok, text, more = False, failure.message, failure.code.splitlines() if failure.code else []
             where = where or failure.where() or None
         label = f"{name}: {text}" if several else text
+        verdicts[name] = bool(ok)  # per facet: rescoring (grader.batch.scoring) adds up their points again
         if ok:
             points += facet.points
             good.append(label)
@@ -104,8 +105,9 @@ def run(item: Item, ctx: Context) -> Verdict:
             bad.append(label)
             details += [f"{name}: {line}" if several else line for line in more]
     if not bad:
-        return Verdict.full(item, "; ".join(good))
-    return Verdict(round(points, 4), "; ".join(bad), details=details + [f"right: {g}" for g in good], where=where)
+        return Verdict.full(item, "; ".join(good), extra={"facets": verdicts})
+    return Verdict(round(points, 4), "; ".join(bad), details=details + [f"right: {g}" for g in good], where=where,
+                   extra={"facets": verdicts})
 
 
 # -- outputs --------------------------------------------------------------------

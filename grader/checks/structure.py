@@ -56,15 +56,25 @@ def run(item: Item, ctx: Context) -> Verdict:
         else:
             problems.append(f"{path}[{i}] {call_text(student[s_children[i]])} is one too many")
     n_ref, n_student = len(r_children), len(s_children)
+    # per child, and the counts: what rescoring (grader.batch.scoring) needs under either credit policy
+    extra = {"matched": matched, "reference_children": n_ref, "student_children": n_student,
+             "errors": len(problems), "children": [op for op, _, _ in steps]}
     if not problems:
-        return Verdict.full(item, f"{path}: all {n_ref} blocks as expected")
+        return Verdict.full(item, f"{path}: all {n_ref} blocks as expected", extra=extra)
     head = (f"{path} has {n_student} blocks; expected {n_ref}" if n_student != n_ref
             else f"{path}: {matched} of {n_ref} blocks right")
-    if item.credit == "per_child":  # each missing, extra or wrong block costs one share
-        points = round(item.points * max(0, n_ref - len(problems)) / max(1, n_ref), 4)
-    else:
-        points = 0.0
-    return Verdict(points, f"{head}: {problems[0]}", details=problems)
+    return Verdict(credit(item, extra), f"{head}: {problems[0]}", details=problems, extra=extra)
+
+
+def credit(item: Item, extra: dict) -> float:
+    """Points under the item's credit policy (also used when rescoring): with per_child, each
+    missing, extra or wrong block (aligned as diff aligns lines) costs one share."""
+    if not extra["errors"]:
+        return item.points
+    if item.credit == "per_child":
+        n_ref = extra["reference_children"]
+        return round(item.points * max(0, n_ref - extra["errors"]) / max(1, n_ref), 4)
+    return 0.0
 
 
 def _place(i: int, count: int, path: str) -> str:

@@ -42,12 +42,13 @@ def run(item: Item, ctx: Context) -> Verdict:
     reference = ctx.require_reference()
     names = list(item.variables)
     got = ctx.student.call("values", file=item.file, section=item.section, names=names, timeout=ctx.timeout(item))
-    right, problems = 0, []
+    right, problems, verdicts = 0, [], {}
     for name, expected in item.variables.items():
         ref = reference.section_value(item.file, item.section, name)
         if not isinstance(ref, torch.Tensor):
             raise ReferenceUnavailable(f"the reference's {name} in {item.section} is a {type(ref).__name__}, not a tensor")
         problem = _problem(name, got[name], expected, ref, item.tolerance)
+        verdicts[name] = problem is None
         if problem:
             problems.append(problem)
         else:
@@ -55,10 +56,11 @@ def run(item: Item, ctx: Context) -> Verdict:
     total = len(names)
     points = round(item.points * right / total, 4)
     if not problems:
-        return Verdict.full(item, f"all {total} variables have the expected shape and initialisation")
+        return Verdict.full(item, f"all {total} variables have the expected shape and initialisation",
+                            extra={"right": right, "total": total, "variables": verdicts})
     message = f"{right}/{total} variables right: {problems[0]}" + (
         f"; and {len(problems) - 1} more" if len(problems) > 1 else "")
-    return Verdict(points, message, details=problems)
+    return Verdict(points, message, details=problems, extra={"right": right, "total": total, "variables": verdicts})
 
 
 def _problem(name: str, got: dict, expected: Variable, ref, tolerance: float) -> str | None:

@@ -55,6 +55,27 @@ class HiddenPart(BaseModel):
     points: float = Field(ge=0, description="their points")
 
 
+class LatePolicy(BaseModel):
+    """How late work loses points (grader.batch.late applies it to the submission times)."""
+
+    model_config = ConfigDict(extra="forbid")
+    deadline: str | None = Field(None, description="due time, ISO 8601 (2026-03-01T23:59:00+01:00); "
+                                 "`grader batch --deadline` replaces it")
+    percent_per_day: float = Field(ge=0, le=100, description="percent of the earned points lost per day late")
+    grace_minutes: float = Field(0, ge=0, description="lateness forgiven: within it a submission is on time")
+    whole_days: bool = Field(True, description="true: every started day counts as a whole day (1 h late = 1 day)")
+    max_days: float | None = Field(None, gt=0, description="later than this many days: zero points")
+    cap_percent: float | None = Field(None, ge=0, le=100, description="the most a late submission loses, percent")
+
+
+class Leaderboard(BaseModel):
+    """The challenge's leaderboard: in each results.json (Gradescope's `leaderboard`) and the class summary."""
+
+    model_config = ConfigDict(extra="forbid")
+    item: str = Field(description="the accuracy item whose model is ranked, e.g. challenge.accuracy")
+    top: int = Field(10, ge=1, description="how many students the class summary shows")
+
+
 class Rubric(BaseModel):
     model_config = ConfigDict(extra="forbid", title="grader rubric")
     assignment: str = Field(pattern=r"^[A-Za-z0-9_\-]+$", description="short name: letters, digits, _ and -")
@@ -70,6 +91,9 @@ class Rubric(BaseModel):
     slurm: SlurmResources | None = Field(None, description="resources per job when a class is graded on Slurm")
     notebook: NotebookOptions | None = Field(None, description="how notebook (.ipynb) submissions are run")
     items: list[AnyItem] = Field(min_length=1, description="what is graded, in report order")
+    late: LatePolicy | None = Field(None, description="penalty for late submissions (grader batch and rescore)")
+    leaderboard: Leaderboard | None = Field(None, description="rank the challenge: an accuracy item's accuracy, "
+                                            "model size and training time")
 
     path: SkipJsonSchema[Path | None] = Field(None, exclude=True)
 
@@ -85,6 +109,19 @@ class Rubric(BaseModel):
                     raise LocatedError(("items", index, "target", "file"),
                                        f"{file!r} is not one of the rubric's files ({', '.join(self.files)})")
             self._check_section(item)
+        if self.leaderboard is not None:
+            ranked = next((i for i in self.items if i.id == self.leaderboard.item), None)
+            if ranked is None or ranked.check != "accuracy":
+                raise LocatedError(("leaderboard", "item"), f"{self.leaderboard.item!r} is not an accuracy item of "
+                                   "this rubric")
+        if self.late is not None and self.late.deadline is not None:
+            from datetime import datetime
+
+            try:
+                datetime.fromisoformat(self.late.deadline)
+            except ValueError:
+                raise LocatedError(("late", "deadline"), f"{self.late.deadline!r} is not an ISO time such as "
+                                   "2026-03-01T23:59:00+01:00") from None
         return self
 
     def _check_section(self, item) -> None:
