@@ -361,7 +361,7 @@ def batch(
     except FileNotFoundError as e:
         _fail_usage(str(e))
     gradebook_module.show_summary(result.summary, console)
-    say(console, f"results in {out}: grades.csv, summary.md, duplicates.csv, students/<id>/")
+    say(console, f"results in {out}: grades.csv, summary.md, report.html, duplicates.csv, students/<id>/")
     if result.interrupted:
         say(Console(stderr=True), "interrupted: every finished student is in grades.csv; rerun the same "
                                   "command to grade the rest")
@@ -395,6 +395,17 @@ def _cluster(executor: str, rubric_path: Path, limits: dict, out: Path, shared_d
     except ValueError as e:  # a --slurm-arg that is not KEY=VALUE
         _fail_usage(str(e))
     return cluster
+
+
+@app.command("report")
+def report_command(
+    out: Path = typer.Argument(..., help="a class's output folder (what `grader batch -o` wrote)"),
+) -> None:
+    """(Re)write OUT/report.html, the class report with plots, from OUT alone: no student code runs."""
+    from grader.batch import class_report
+
+    written = class_report.write(out)
+    say(Console(), f"wrote {written}")
 
 
 @app.command("train")
