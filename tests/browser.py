@@ -53,6 +53,9 @@ class Browser:
         replies_r, replies_w = os.pipe()  # the browser writes on fd 4, we read
 
         def descriptors() -> None:
+            # In the child, before exec: the pipes become fds 3 and 4 (inheritable; every other fd
+            # Python opened is not, so close_fds=False leaks nothing).  pass_fds cannot be used: it
+            # needs 3 and 4 to exist in this process already.
             high_r, high_w = os.dup(commands_r), os.dup(replies_w)  # out of the way of 3 and 4 first
             os.dup2(high_r, 3)
             os.dup2(high_w, 4)
@@ -62,7 +65,7 @@ class Browser:
                 "--disable-sync", "--no-first-run", "--no-default-browser-check", "--disable-extensions",
                 "--hide-scrollbars", "--mute-audio", "about:blank"]
         process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, preexec_fn=descriptors, pass_fds=(3, 4))
+                                   stderr=subprocess.DEVNULL, preexec_fn=descriptors, close_fds=False)
         os.close(commands_r)
         os.close(replies_w)
         return cls(process, commands_w, replies_r, profile)

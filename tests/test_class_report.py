@@ -102,7 +102,7 @@ def test_the_histogram_and_the_item_counts_are_grades_csv(out):
 
 
 def test_without_matplotlib_the_report_is_its_tables(out, monkeypatch):
-    monkeypatch.setattr(class_report, "_pyplot", lambda: None)
+    monkeypatch.setattr(class_report, "_matplotlib", lambda: None)
     page = class_report.render(class_report.load(out))
     assert "<svg" not in page and "matplotlib is not installed" in page
     assert 'data-table="histogram"' in page and 'data-table="grades"' in page

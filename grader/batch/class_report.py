@@ -217,35 +217,44 @@ def histogram_bins(max_score: float, bins: int = 10) -> list[tuple[float, float]
 def histogram_counts(totals: list[float], edges: list[tuple[float, float]]) -> list[int]:
     counts = [0] * len(edges)
     for total in totals:
-        index = next((i for i, (low, high) in enumerate(edges) if low <= total < high), len(edges) - 1)
-        counts[index] += 1  # full marks (and above, with a bonus) land in the last bin
+        if total < edges[0][0]:
+            index = 0  # below zero (a penalty larger than the points): the first bin
+        else:  # full marks (and above, with a bonus) land in the last bin
+            index = next((i for i, (low, high) in enumerate(edges) if low <= total < high), len(edges) - 1)
+        counts[index] += 1
     return counts
 
 
 # -- plots: matplotlib to inline SVG ------------------------------------------------
 
 
-def _pyplot():
+def _matplotlib():
+    """matplotlib, or None when it cannot be loaded (the report is then its tables)."""
     try:
         import matplotlib
-
-        matplotlib.use("svg", force=True)
-        import matplotlib.pyplot as plt
-    except ImportError:
+        import matplotlib.figure
+        import matplotlib.ticker  # noqa: F401  (used through the module)
+    except Exception:  # not installed, or broken: the tables carry the same numbers
         return None
-    plt.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "grader", "font.size": 10,
-                         "axes.spines.top": False, "axes.spines.right": False})
-    return plt
+    return matplotlib
 
 
-def _svg(fig, name: str) -> str:
+# Figures are made with matplotlib.figure.Figure, not pyplot: no global backend or figure list
+# is touched, so writing a report from a notebook or a library call changes nothing there.
+STYLE = {"svg.fonttype": "none", "svg.hashsalt": "grader", "font.size": 10, "axes.spines.top": False,
+         "axes.spines.right": False}
+
+
+def _figure_of(mpl, width: float, height: float):
+    fig = mpl.figure.Figure(figsize=(width, height))
+    return fig, fig.subplots()
+
+
+def _svg(mpl, fig, name: str) -> str:
     """The figure as an <svg> element whose ids cannot clash with another figure's on the page."""
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
-    fig.clear()
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
+    with mpl.rc_context(STYLE):
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
     text = buf.getvalue()
     text = text[text.index("<svg"):]
     text = re.sub(r'id="([^"]+)"', rf'id="{name}-\1"', text)
@@ -253,50 +262,54 @@ def _svg(fig, name: str) -> str:
     return text.replace("<svg ", f'<svg role="img" aria-labelledby="{name}-caption" ', 1)
 
 
-def plot_histogram(plt, edges, counts, max_score) -> str:
-    fig, ax = plt.subplots(figsize=(7, 3))
-    lefts = [low for low, _ in edges]
-    widths = [high - low for low, high in edges]
-    ax.bar(lefts, counts, width=widths, align="edge", color=OKABE_ITO["blue"], edgecolor="white")
-    ax.set_xlabel(f"total points (of {gradebook.number(max_score)})")
-    ax.set_ylabel("students")
-    ax.yaxis.get_major_locator().set_params(integer=True)
-    for left, width, count in zip(lefts, widths, counts):
-        if count:
-            ax.annotate(str(count), (left + width / 2, count), ha="center", va="bottom", fontsize=8)
-    return _svg(fig, "histogram")
+def plot_histogram(mpl, edges, counts, max_score) -> str:
+    with mpl.rc_context(STYLE):
+        fig, ax = _figure_of(mpl, 7, 3)
+        lefts = [low for low, _ in edges]
+        widths = [high - low for low, high in edges]
+        ax.bar(lefts, counts, width=widths, align="edge", color=OKABE_ITO["blue"], edgecolor="white")
+        ax.set_xlabel(f"total points (of {gradebook.number(max_score)})")
+        ax.set_ylabel("students")
+        ax.yaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
+        for left, width, count in zip(lefts, widths, counts):
+            if count:
+                ax.annotate(str(count), (left + width / 2, count), ha="center", va="bottom", fontsize=8)
+        return _svg(mpl, fig, "histogram")
 
 
-def plot_items(plt, stats) -> str:
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(stats) + 1.2))
-    labels = [s["id"] for s in stats][::-1]
-    parts = (("full", "full points", OKABE_ITO["blue"], ""), ("partial", "partial", OKABE_ITO["orange"], "//"),
-             ("zero", "no points", OKABE_ITO["vermillion"], ".."))
-    left = [0.0] * len(stats)
-    for key, label, colour, hatch in parts:
-        share = [(s[key] / s["graded"] if s["graded"] else 0.0) for s in stats][::-1]
-        ax.barh(labels, share, left=left, color=colour, hatch=hatch, edgecolor="white", label=label)
-        left = [a + b for a, b in zip(left, share)]
-    ax.set_xlim(0, 1)
-    ax.xaxis.set_major_formatter(plt.matplotlib.ticker.PercentFormatter(1.0))
-    ax.set_xlabel("share of graded students")
-    ax.legend(ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
-    return _svg(fig, "items")
+def plot_items(mpl, stats) -> str:
+    with mpl.rc_context(STYLE):
+        fig, ax = _figure_of(mpl, 7, 0.45 * len(stats) + 1.2)
+        labels = [s["id"] for s in stats][::-1]
+        parts = (("full", "full points", OKABE_ITO["blue"], ""),
+                 ("partial", "partial", OKABE_ITO["orange"], "//"),
+                 ("zero", "no points", OKABE_ITO["vermillion"], ".."))
+        left = [0.0] * len(stats)
+        for key, label, colour, hatch in parts:
+            share = [(s[key] / s["graded"] if s["graded"] else 0.0) for s in stats][::-1]
+            ax.barh(labels, share, left=left, color=colour, hatch=hatch, edgecolor="white", label=label)
+            left = [a + b for a, b in zip(left, share)]
+        ax.set_xlim(0, 1)
+        ax.xaxis.set_major_formatter(mpl.ticker.PercentFormatter(1.0))
+        ax.set_xlabel("share of graded students")
+        ax.legend(ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+        return _svg(mpl, fig, "items")
 
 
-def plot_leaderboard(plt, item: str, standings: list[Standing], name: str) -> str:
+def plot_leaderboard(mpl, item: str, standings: list[Standing], name: str) -> str:
     shown = standings[:30]
-    fig, ax = plt.subplots(figsize=(7, 3))
-    ranks = list(range(1, len(shown) + 1))
-    accuracy = [100 * s.accuracy for s in shown]
-    below = [100 * (s.accuracy - s.low) for s in shown]
-    above = [100 * (s.high - s.accuracy) for s in shown]
-    ax.errorbar(ranks, accuracy, yerr=[below, above], fmt="o", color=OKABE_ITO["blue"],
-                ecolor=OKABE_ITO["grey"], capsize=3)
-    ax.set_xlabel("rank")
-    ax.set_ylabel(f"{item} accuracy, % (95% interval)")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    return _svg(fig, name)
+    with mpl.rc_context(STYLE):
+        fig, ax = _figure_of(mpl, 7, 3)
+        ranks = list(range(1, len(shown) + 1))
+        accuracy = [100 * s.accuracy for s in shown]
+        below = [100 * (s.accuracy - s.low) for s in shown]
+        above = [100 * (s.high - s.accuracy) for s in shown]
+        ax.errorbar(ranks, accuracy, yerr=[below, above], fmt="o", color=OKABE_ITO["blue"],
+                    ecolor=OKABE_ITO["grey"], capsize=3)
+        ax.set_xlabel("rank")
+        ax.set_ylabel(f"{item} accuracy, % (95% interval)")
+        ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
+        return _svg(mpl, fig, name)
 
 
 # -- the page ---------------------------------------------------------------------
@@ -311,19 +324,19 @@ def _n(value: float | None) -> str:
 
 
 def render(data: ClassData, *, leaderboard_items: list[str] = ()) -> str:
-    plt = _pyplot()
+    mpl = _matplotlib()
     title = _assignment(data)
     body = [f"<h1>Class report: {_e(title)}</h1>", _overview(data)]
-    body += _histogram_section(data, plt)
-    body += _items_section(data, plt)
+    body += _histogram_section(data, mpl)
+    body += _items_section(data, mpl)
     body += _failures_section(data)
     for n, item in enumerate(challenge_items(data, list(leaderboard_items))):
-        body += _leaderboard_section(data, item, plt, f"leaderboard{n + 1}")
+        body += _leaderboard_section(data, item, mpl, f"leaderboard{n + 1}")
     body += _duplicates_section(data)
     body += _slowest_section(data)
     body += _gradebook_section(data)
     body += _provenance_section(data)
-    if plt is None:
+    if mpl is None:
         body.insert(1, '<p class="note">matplotlib is not installed: the plots are left out and their data '
                        "shown as tables (pip install matplotlib, then <code>grader report OUT</code>).</p>")
     return PAGE.format(title=_e(title), css=CSS, script=SCRIPT, body="\n".join(body))
@@ -358,7 +371,7 @@ def _figure(name: str, caption: str, svg: str | None) -> str:
             "</figure>")
 
 
-def _histogram_section(data: ClassData, plt) -> list[str]:
+def _histogram_section(data: ClassData, mpl) -> list[str]:
     totals = data.totals()
     edges = histogram_bins(data.max_score)
     counts = histogram_counts(totals, edges)
@@ -369,7 +382,7 @@ def _histogram_section(data: ClassData, plt) -> list[str]:
             return _n(low + 0.5)
         return f"{_n(low)} – {_n(high)}" if last else f"{_n(low)} – &lt;{_n(high)}"
 
-    svg = plot_histogram(plt, edges, counts, data.max_score) if plt and totals else None
+    svg = plot_histogram(mpl, edges, counts, data.max_score) if mpl and totals else None
     rows = "".join(f'<tr data-bin="{i}"><td>{label(low, high, i == len(edges) - 1)}</td>'
                    f'<td class="num" data-count="{c}">{c}</td></tr>'
                    for i, ((low, high), c) in enumerate(zip(edges, counts)))
@@ -379,9 +392,9 @@ def _histogram_section(data: ClassData, plt) -> list[str]:
             f"</tr></thead><tbody>{rows}</tbody></table></section>"]
 
 
-def _items_section(data: ClassData, plt) -> list[str]:
+def _items_section(data: ClassData, mpl) -> list[str]:
     stats = item_distribution(data)
-    svg = plot_items(plt, stats) if plt and stats else None
+    svg = plot_items(mpl, stats) if mpl and stats else None
     rows = []
     for s in stats:
         rate = s["full"] / s["graded"] if s["graded"] else 0.0
@@ -422,11 +435,11 @@ def _failures_section(data: ClassData) -> list[str]:
     return parts
 
 
-def _leaderboard_section(data: ClassData, item: str, plt, name: str) -> list[str]:
+def _leaderboard_section(data: ClassData, item: str, mpl, name: str) -> list[str]:
     standings = leaderboard(data, item)
     if not standings:
         return []
-    svg = plot_leaderboard(plt, item, standings, name) if plt else None
+    svg = plot_leaderboard(mpl, item, standings, name) if mpl else None
     rows = []
     for rank, s in enumerate(standings, 1):
         params = f"{s.params:,}" if s.params is not None else "unknown"
