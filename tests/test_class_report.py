@@ -211,4 +211,11 @@ def test_records_with_their_own_provenance_are_grouped(tmp_path):
         path.write_text(json.dumps(record))
     page = class_report.render(class_report.load(out))
     assert page.count('data-table="provenance"') == 2 and "cuda:0" in page and "1 student: 1001" in page
+    # Rescored later by another grader: its versions are shown, the device that graded is kept.
+    path = out / "students" / "1001" / "record.json"
+    record = json.loads(path.read_text())
+    record["provenance"]["scored"] = {**record["provenance"]["graded"], "grader": "0.2.0", "device": None}
+    path.write_text(json.dumps(record))
+    page = class_report.render(class_report.load(out))
+    assert "<code>0.2.0</code>" in page and "cuda:0" in page
 

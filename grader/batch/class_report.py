@@ -99,7 +99,10 @@ def _provenance(out: Path, rows: list[dict], records: list[dict]) -> list[dict]:
         p = record.get("provenance")
         if not p:
             continue
-        p = p.get("scored") or p.get("graded") or p if isinstance(p, dict) else {}
+        if not isinstance(p, dict):
+            continue
+        if "graded" in p or "scored" in p:  # graded by one run, maybe rescored by another: the latest wins
+            p = {**(p.get("graded") or {}), **{k: v for k, v in (p.get("scored") or {}).items() if v is not None}}
         key = json.dumps(p, sort_keys=True)
         groups.setdefault(key, {"provenance": p, "students": []})["students"].append(row.get("student", ""))
     if groups:
@@ -133,10 +136,26 @@ def write(out: Path, *, rubric=None, device: str | None = None) -> Path:
     if rubric is not None:
         atomic.write_text(out / PROVENANCE, json.dumps(provenance(rubric, device), indent=1) + "\n")
     data = load(out)
+    rubric = rubric if rubric is not None else _recorded_rubric(data)
     board_items = [getattr(getattr(rubric, "leaderboard", None), "item", None)] if rubric is not None else []
     target = out / REPORT
     atomic.write_text(target, render(data, leaderboard_items=[i for i in board_items if i]))
     return target
+
+
+def _recorded_rubric(data: ClassData):
+    """The rubric the provenance names, when it is still there unchanged (for its leaderboard item)."""
+    from grader.rubric import load as load_rubric
+
+    for group in data.provenance:
+        rubric = group["provenance"].get("rubric") or {}
+        path = Path(rubric.get("path") or "")
+        if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == rubric.get("sha256"):
+            try:
+                return load_rubric(path)
+            except Exception:  # an unreadable rubric only loses the leaderboard's choice of item
+                return None
+    return None
 
 
 # -- the numbers ------------------------------------------------------------------
