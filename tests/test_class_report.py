@@ -219,3 +219,16 @@ def test_records_with_their_own_provenance_are_grouped(tmp_path):
     page = class_report.render(class_report.load(out))
     assert "<code>0.2.0</code>" in page and "cuda:0" in page
 
+
+
+def test_late_penalties_and_overrides_are_marked(tmp_path):
+    out = write_class(tmp_path / "out")
+    path = out / "students" / "1004" / "record.json"
+    record = json.loads(path.read_text())
+    record["late"] = {"penalty": 4.3333, "note": "1 day late, 10% per day"}
+    record["adjustments"] = [{"item": "q2", "text": "+2 (regraded by hand)", "reason": "<i>fair</i>"}]
+    path.write_text(json.dumps(record))
+    page = class_report.render(class_report.load(out))
+    assert 'data-table="adjustments"' in page and "late: -4.3333" in page and "1 day late" in page
+    assert "+2 (regraded by hand)" in page and "&lt;i&gt;fair&lt;/i&gt;" in page
+    assert 'data-table="adjustments"' not in class_report.render(class_report.load(write_class(tmp_path / "b")))

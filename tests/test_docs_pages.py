@@ -3,6 +3,9 @@ in a copy of the course folder, with the exit status and the output lines the pa
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import pytest
 
 from tests.conftest import ROOT
@@ -21,5 +24,9 @@ def test_every_command_on_the_page_runs(page, tmp_path):
     if page == "report.md":
         html = (course / "out" / "report.html").read_text()
         assert 'data-table="grades"' in html and "<svg" in html
+        # The batch recorded what graded it, and the rewritten page shows it.
+        recorded = json.loads((course / "out" / ".grader" / "provenance.json").read_text())
+        digest = hashlib.sha256((course / "rubrics" / "cnn_architecture.yaml").read_bytes()).hexdigest()
+        assert recorded["rubric"]["sha256"] == digest and digest in html
     else:
         assert (course / "autograder" / "results" / "results.json").is_file()

@@ -351,6 +351,7 @@ def render(data: ClassData, *, leaderboard_items: list[str] = ()) -> str:
     body += _failures_section(data)
     for n, item in enumerate(challenge_items(data, list(leaderboard_items))):
         body += _leaderboard_section(data, item, mpl, f"leaderboard{n + 1}")
+    body += _adjustments_section(data)
     body += _duplicates_section(data)
     body += _slowest_section(data)
     body += _gradebook_section(data)
@@ -474,6 +475,25 @@ def _leaderboard_section(data: ClassData, item: str, mpl, name: str) -> list[str
             f'<table class="data" data-table="{name}"><thead><tr><th>#</th><th>Student</th><th>Name</th>'
             "<th>Accuracy</th><th>95% interval</th><th>Parameters</th><th>Training s</th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table></section>"]
+
+
+def _adjustments_section(data: ClassData) -> list[str]:
+    """Late penalties and the instructor's overrides, as the records carry them (none: no section)."""
+    rows = []
+    for row, record in zip(data.rows, data.records):
+        late = record.get("late") or {}
+        if late.get("penalty"):
+            rows.append((row.get("student", ""), "total", f"late: -{_n(late['penalty'])}", late.get("note", "")))
+        for a in record.get("adjustments") or []:
+            rows.append((row.get("student", ""), a.get("item") or "total", a.get("text", ""), a.get("reason", "")))
+    if not rows:
+        return []
+    body = "".join(f'<tr data-student="{_e(s)}"><td><code>{_e(s)}</code></td><td><code>{_e(i)}</code></td>'
+                   f"<td>{_e(what)}</td><td>{_e(why)}</td></tr>" for s, i, what, why in rows)
+    return ["<section id=\"adjustments\"><h2>Adjustments and late penalties</h2>",
+            f"<p>{len(rows)} change{'s' * (len(rows) != 1)} on top of what was graded; grades.csv includes them.</p>",
+            '<table class="data" data-table="adjustments"><thead><tr><th>Student</th><th>Item</th><th>Change</th>'
+            f"<th>Why</th></tr></thead><tbody>{body}</tbody></table></section>"]
 
 
 def _duplicates_section(data: ClassData) -> list[str]:
