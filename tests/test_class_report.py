@@ -226,9 +226,9 @@ def test_late_penalties_and_overrides_are_marked(tmp_path):
     path = out / "students" / "1004" / "record.json"
     record = json.loads(path.read_text())
     record["late"] = {"penalty": 4.3333, "note": "1 day late, 10% per day"}
-    record["adjustments"] = [{"item": "q2", "text": "+2 (regraded by hand)", "reason": "<i>fair</i>"}]
+    record["adjustments"] = [{"item": "q2", "text": "+2 (regraded by hand)", "reason": "<i>fair</i>", "by": "TA Kim"}]
     path.write_text(json.dumps(record))
     page = class_report.render(class_report.load(out))
     assert 'data-table="adjustments"' in page and "late: -4.3333" in page and "1 day late" in page
-    assert "+2 (regraded by hand)" in page and "&lt;i&gt;fair&lt;/i&gt;" in page
+    assert "+2 (regraded by hand)" in page and "&lt;i&gt;fair&lt;/i&gt; (by TA Kim)" in page
     assert 'data-table="adjustments"' not in class_report.render(class_report.load(write_class(tmp_path / "b")))

@@ -485,7 +485,8 @@ def _adjustments_section(data: ClassData) -> list[str]:
         if late.get("penalty"):
             rows.append((row.get("student", ""), "total", f"late: -{_n(late['penalty'])}", late.get("note", "")))
         for a in record.get("adjustments") or []:
-            rows.append((row.get("student", ""), a.get("item") or "total", a.get("text", ""), a.get("reason", "")))
+            why = (a.get("reason") or "") + (f" (by {a['by']})" if a.get("by") else "")
+            rows.append((row.get("student", ""), a.get("item") or "total", a.get("text", ""), why))
     if not rows:
         return []
     body = "".join(f'<tr data-student="{_e(s)}"><td><code>{_e(s)}</code></td><td><code>{_e(i)}</code></td>'
