@@ -167,7 +167,10 @@ def test_the_report_in_headless_chromium(out, tmp_path):
         assert shown_name == HOSTILE_NAME  # shown as the text it is
 
         png = page.screenshot()
+        folded = 'document.querySelector("#gradebook details").open'
+        assert page.evaluate(folded) is False
         pdf = page.pdf()
+        assert page.evaluate(folded) is True  # printing opened it: paper shows the whole gradebook
     assert png.startswith(b"\x89PNG") and pdf.startswith(b"%PDF")
     shot = tmp_path / "report.png"
     shot.write_bytes(png)

@@ -5,6 +5,7 @@ against Gradescope's documented format."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ import pytest
 import yaml
 
 from grader.authoring import gradescope
+from grader.device import resolve
 from tests.conftest import REFERENCE, ROOT, RUBRICS, run_cli
 
 # Gradescope's results.json (https://gradescope-autograders.readthedocs.io/en/latest/specs/).
@@ -144,6 +146,10 @@ def test_setup_then_run_autograder_on_a_simulated_tree(tmp_path, autograder_zip)
     assert by_id["residual_block.plain"]["visibility"] == "after_published"  # hidden items stay hidden
     assert data["leaderboard"][0] == {"name": "Accuracy", "value": 100.0, "order": "desc"}
     assert data["stdout_visibility"] == "hidden" and data["execution_time"] > 0
+    provenance = data["extra_data"]["provenance"]
+    rubric_text = (root / "source" / "cnn_architecture.yaml").read_bytes()
+    assert provenance["rubric"]["sha256"] == hashlib.sha256(rubric_text).hexdigest()
+    assert provenance["device"] == resolve("auto") and provenance["torch"] and provenance["python"]
 
     # A broken upload, in a folder as students zip them: graded, with a message per item, no traceback.
     shutil.rmtree(root / "submission")

@@ -223,9 +223,12 @@ def leaderboard(rubric: Rubric, report) -> list[dict]:
     return entries
 
 
-def results(rubric: Rubric, report) -> dict:
+def results(rubric: Rubric, report, device: str | None = None) -> dict:
     """Gradescope's results.json for one graded submission."""
+    from grader.batch.class_report import provenance
+
     data = report.to_gradescope()
+    data["extra_data"] = {"provenance": provenance(rubric, device)}  # which rubric and grader, for the instructor
     data["output"] = "\n".join(report.notes) or f"Graded by grader: {report.score:g} of {report.max_score:g} points."
     data["visibility"] = "visible"
     data["stdout_visibility"] = "hidden"  # the grader's log is for the instructor
@@ -271,7 +274,7 @@ def _grade(root: Path, rubric_path: Path) -> dict:
     report = grading.grade(folder, rubric, options, student_id="submission")
     for r in report.results:
         print(f"  {r.id}: {r.points:g}/{r.max_points:g} {r.status}: {r.message}", flush=True)
-    return results(rubric, report)
+    return results(rubric, report, options.device)
 
 
 def main(argv: list[str] | None = None) -> int:
