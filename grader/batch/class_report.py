@@ -97,9 +97,7 @@ def _provenance(out: Path, rows: list[dict], records: list[dict]) -> list[dict]:
     groups: dict[str, dict] = {}
     for row, record in zip(rows, records):
         p = record.get("provenance")
-        if not p:
-            continue
-        if not isinstance(p, dict):
+        if not p or not isinstance(p, dict):
             continue
         if "graded" in p or "scored" in p:  # graded by one run, maybe rescored by another: the latest wins
             p = {**(p.get("graded") or {}), **{k: v for k, v in (p.get("scored") or {}).items() if v is not None}}
@@ -331,6 +329,15 @@ def plot_leaderboard(mpl, item: str, standings: list[Standing], name: str) -> st
         return _svg(mpl, fig, name)
 
 
+def _plot(draw, *args) -> str | None:
+    """A plot, or None when drawing it fails: its table still shows the numbers, and a class's
+    report is never lost to one figure."""
+    try:
+        return draw(*args)
+    except Exception:
+        return None
+
+
 # -- the page ---------------------------------------------------------------------
 
 
@@ -386,7 +393,7 @@ def _overview(data: ClassData) -> str:
 
 
 def _figure(name: str, caption: str, svg: str | None) -> str:
-    inner = svg or '<p class="note">(plot left out: matplotlib is not installed)</p>'
+    inner = svg or '<p class="note">(plot left out: matplotlib is missing or could not draw it)</p>'
     return (f'<figure data-plot="{name}">{inner}<figcaption id="{name}-caption">{_e(caption)}</figcaption>'
             "</figure>")
 
@@ -402,7 +409,7 @@ def _histogram_section(data: ClassData, mpl) -> list[str]:
             return _n(low + 0.5)
         return f"{_n(low)} – {_n(high)}" if last else f"{_n(low)} – &lt;{_n(high)}"
 
-    svg = plot_histogram(mpl, edges, counts, data.max_score) if mpl and totals else None
+    svg = _plot(plot_histogram, mpl, edges, counts, data.max_score) if mpl and totals else None
     rows = "".join(f'<tr data-bin="{i}"><td>{label(low, high, i == len(edges) - 1)}</td>'
                    f'<td class="num" data-count="{c}">{c}</td></tr>'
                    for i, ((low, high), c) in enumerate(zip(edges, counts)))
@@ -414,7 +421,7 @@ def _histogram_section(data: ClassData, mpl) -> list[str]:
 
 def _items_section(data: ClassData, mpl) -> list[str]:
     stats = item_distribution(data)
-    svg = plot_items(mpl, stats) if mpl and stats else None
+    svg = _plot(plot_items, mpl, stats) if mpl and stats else None
     rows = []
     for s in stats:
         rate = s["full"] / s["graded"] if s["graded"] else 0.0
@@ -459,7 +466,7 @@ def _leaderboard_section(data: ClassData, item: str, mpl, name: str) -> list[str
     standings = leaderboard(data, item)
     if not standings:
         return []
-    svg = plot_leaderboard(mpl, item, standings, name) if mpl else None
+    svg = _plot(plot_leaderboard, mpl, item, standings, name) if mpl else None
     rows = []
     for rank, s in enumerate(standings, 1):
         params = f"{s.params:,}" if s.params is not None else "unknown"
