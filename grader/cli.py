@@ -322,17 +322,32 @@ def bundle(
                                           "instructor's checkpoints that visible items use"),
     install: str = typer.Option(bundle_module.DEFAULT_INSTALL, "--install", help="student bundle: the install "
                                 "command the README shows"),
+    gradescope: bool = typer.Option(False, "--gradescope", help="Gradescope's autograder zip: setup.sh, "
+                                    "run_autograder, the full rubric, reference, checkpoints, a wheel of grader"),
+    checkpoints: Annotated[list[Path], typer.Option("--checkpoints", "-c", help="--gradescope: folder with the "
+                                                    "instructor's checkpoints to carry (repeatable)")] = [],
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="--gradescope: the test set to carry "
+                                                     "(default: accuracy on the embedded sample)")] = None,
 ) -> None:
-    """Pack a handout zip: --student (no solution, no hidden item) or --instructor."""
-    if student == instructor:
-        _fail_usage("say which bundle: --student or --instructor")
+    """Pack a zip: --student (no solution, no hidden item), --instructor, or --gradescope (an autograder)."""
+    if student + instructor + gradescope != 1:
+        _fail_usage("say which bundle: --student or --instructor (handouts), or --gradescope (an autograder)")
+    if (checkpoints or data_dir) and not gradescope:
+        _fail_usage("--checkpoints and --data-dir apply to --gradescope")
     rubric_obj = _load_rubric(assignment)
+    notes: list[str] = []
     if student:
         made = bundle_module.student(rubric_obj, output, with_checkpoints=with_checkpoints, install=install)
-    else:
+    elif instructor:
         made = bundle_module.instructor(rubric_obj, output)
+    else:
+        from grader.authoring import gradescope as gradescope_module
+
+        made, notes = gradescope_module.autograder(rubric_obj, output, checkpoint_dirs=checkpoints, data_dir=data_dir)
     console = Console()
     say(console, f"wrote {made.path} ({len(made.members)} files)")
+    for note in notes:
+        say(Console(stderr=True), f"note: {note}")
     for member in made.members:
         say(console, f"  {member}")
 
@@ -422,7 +437,7 @@ def batch(
     gradebook_module.show_summary(result.summary, console)
     for line in result.leaderboard:
         say(console, line)
-    say(console, f"results in {out}: grades.csv, summary.md, duplicates.csv, students/<id>/")
+    say(console, f"results in {out}: grades.csv, summary.md, report.html, duplicates.csv, students/<id>/")
     if result.interrupted:
         say(Console(stderr=True), "interrupted: every finished student is in grades.csv; rerun the same "
                                   "command to grade the rest")
@@ -509,6 +524,17 @@ def export(
     if not out.is_dir():
         _fail_usage(f"{out} is not a folder")
     written = exports.export(out, to, output, assignment=assignment, roster=roster)
+    say(Console(), f"wrote {written}")
+
+
+@app.command("report")
+def report_command(
+    out: Path = typer.Argument(..., help="a class's output folder (what `grader batch -o` wrote)"),
+) -> None:
+    """(Re)write OUT/report.html, the class report with plots, from OUT alone: no student code runs."""
+    from grader.batch import class_report
+
+    written = class_report.write(out)
     say(Console(), f"wrote {written}")
 
 

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from grader import atomic, checkpoints, datasets, fingerprint
-from grader.batch import duplicates, gradebook, intake, records, scoring, submissions
+from grader.batch import class_report, duplicates, gradebook, intake, records, scoring, submissions
 from grader.batch.executors import Executor, LocalPool
 from grader.batch.job import Job, hard_limit_s
 from grader.batch.unpack import UnpackLimits
@@ -322,6 +322,7 @@ def run(config: BatchConfig, display: Display | None = None, executor: Executor 
     summary.intake = _intake_notes(the_plan)
     atomic.write_text(out / "summary.md", gradebook.summary_markdown(summary) + "\n".join(
         scoring.summary_sections(scorer, ordered)))
+    class_report.write(out, rubric=the_plan.rubric, device=config.options.device)
     return BatchResult(the_plan, ordered, summary, interrupted,
                        leaderboard=scoring.terminal_lines(scorer, ordered))
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader import atomic
-from grader.batch import exports, gradebook, intake, scoring
+from grader.batch import class_report, exports, gradebook, intake, scoring
 from grader.errors import GraderError
 from grader.rubric import load as load_rubric
 
@@ -72,5 +72,6 @@ def run(out: Path, rubric: Path | None = None, deadline: str | None = None) -> R
         scoring.summary_sections(scorer, records)))
     scoring.save_settings(out, the_rubric.path, deadline, settings.get("device"))
     written = exports.rewrite_all(out)
+    class_report.write(out, rubric=the_rubric, device=settings.get("device"))
     return RescoreResult(records, summary, scoring.stale_items(records),
                          scoring.terminal_lines(scorer, records), written, rubric_path, unmeasured)

@@ -1,0 +1,292 @@
+"""A Gradescope autograder: the zip `grader bundle ASSIGNMENT --gradescope -o autograder.zip` writes,
+and what runs inside Gradescope's container for each submission.
+
+    setup.sh              run once when Gradescope builds the image: installs grader from the
+                          wheel in wheels/ (its dependencies from wheels/ too when put there,
+                          else from the package index), and torch only when the image lacks it
+    run_autograder        run for every submission: python3 -m grader.authoring.gradescope
+    ASSIGNMENT.yaml       the full rubric (hidden items too), its paths pointing inside the zip
+    reference/ checkpoints/ data/   the reference solution, instructor checkpoints, test set
+    wheels/grader-*.whl   this grader, built from the code that made the zip
+
+Gradescope unpacks the zip into /autograder/source, puts the student's files in
+/autograder/submission and reads /autograder/results/results.json
+(https://gradescope-autograders.readthedocs.io/en/latest/specs/).  Every path is taken
+from $AUTOGRADER_ROOT (default /autograder), so a test can run the same script on a
+simulated tree.  results.json is always written: a grader failure scores zero with a
+message, never a missing file (which Gradescope shows as a broken autograder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import io
+import json
+import os
+import sys
+import time
+import traceback
+import zipfile
+from pathlib import Path
+
+from grader.authoring.bundle import _CHECKPOINT_SUFFIXES, _ZIP_TIME, Bundle, BundleError, rewrite_paths
+from grader.rubric import Rubric
+
+TORCH_PAIR = "torch==2.14.1 torchvision==0.29.1"  # what CI tests with; installed only if the image has none
+VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")
+
+SETUP_SH = """#!/usr/bin/env bash
+# Gradescope runs this once, as root, when it builds the autograder's image.
+set -euo pipefail
+HERE="$(cd "$(dirname "${{BASH_SOURCE[0]}}")" && pwd)"
+PYTHON="${{GRADER_PYTHON:-python3}}"
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_BREAK_SYSTEM_PACKAGES=1  # the image's Python is ours
+
+if ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq python3-pip
+fi
+# torch: the image's own when it has one; else the pair grader is tested with, CPU build first.
+if ! "$PYTHON" -c "import torch, torchvision" >/dev/null 2>&1; then
+    "$PYTHON" -m pip install -q {torch} --index-url https://download.pytorch.org/whl/cpu \\
+        || "$PYTHON" -m pip install -q {torch}
+fi
+# grader from the wheel carried here.  Its dependencies come from wheels/ when they are there
+# (offline), else from the package index.
+"$PYTHON" -m pip install -q --find-links "$HERE/wheels" "$HERE"/wheels/{wheel}
+"$PYTHON" -c "import grader.authoring.gradescope" && echo "grader installed"
+"""
+
+RUN_AUTOGRADER = """#!/usr/bin/env bash
+# Gradescope runs this for every submission.  AUTOGRADER_ROOT points it at another tree (tests).
+ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
+exec "${{GRADER_PYTHON:-python3}}" -m grader.authoring.gradescope --root "$ROOT" \\
+    --rubric "$ROOT/source/{rubric}"
+"""
+
+
+# -- the zip -------------------------------------------------------------------------
+
+
+def autograder(rubric: Rubric, out: Path, *, checkpoint_dirs: list[Path] = (), data_dir: Path | None = None
+               ) -> tuple[Bundle, list[str]]:
+    """Write the autograder zip; returns it and notes for the instructor (what is missing)."""
+    reference = rubric.reference_dir()
+    if reference is None or not reference.is_dir():
+        raise BundleError(f"the reference solution of {rubric.assignment} is not there "
+                          f"({reference or 'no reference: in the rubric'}): hidden items compare with it")
+    members: dict[str, bytes | Path] = {}
+    notes: list[str] = []
+    for path in _files(reference):
+        members[f"reference/{path.relative_to(reference).as_posix()}"] = path
+    found, missing = _checkpoints(rubric, list(checkpoint_dirs))
+    for name, path in found.items():
+        members[f"checkpoints/{name}"] = path
+    if missing:
+        notes.append(f"checkpoint(s) {', '.join(missing)} not found (give -c DIR): items that use the "
+                     "instructor's will be skipped unless students submit them")
+    paths = {"reference": "reference", "checkpoints": "checkpoints" if found else None}
+    if data_dir is not None:
+        if not Path(data_dir).is_dir():
+            raise BundleError(f"--data-dir {data_dir} is not a folder")
+        for path in _files(Path(data_dir)):
+            members[f"data/{path.relative_to(data_dir).as_posix()}"] = path
+    elif any(item.check == "accuracy" for item in rubric.items):
+        notes.append("no --data-dir: accuracy items are measured on the embedded sample of the test set")
+    text = rubric.path.read_text() if rubric.path else rubric.to_yaml()
+    rubric_name = f"{rubric.assignment}.yaml"
+    members[rubric_name] = rewrite_paths(text, paths).encode()
+    wheel_name, wheel = build_wheel()
+    members[f"wheels/{wheel_name}"] = wheel
+    members["setup.sh"] = SETUP_SH.format(torch=TORCH_PAIR, wheel=wheel_name).encode()
+    members["run_autograder"] = RUN_AUTOGRADER.format(rubric=rubric_name).encode()
+    return _write(Path(out), members), notes
+
+
+def _files(folder: Path) -> list[Path]:
+    return [p for p in sorted(folder.rglob("*")) if p.is_file() and "__pycache__" not in p.parts]
+
+
+def _checkpoints(rubric: Rubric, extra: list[Path]) -> tuple[dict[str, Path], list[str]]:
+    """The instructor's checkpoints the items name, from -c folders then the rubric's."""
+    names = sorted({item.checkpoint for item in rubric.items if getattr(item, "checkpoint", None)})
+    folders = [Path(p) for p in extra] + list(rubric.checkpoint_dirs())
+    found = {}
+    for name in names:
+        path = next((f / name for f in folders if (f / name).is_file()), None)
+        if path is not None:
+            found[name] = path.resolve()
+    return found, [n for n in names if n not in found]
+
+
+def _write(out: Path, members: dict[str, bytes | Path]) -> Bundle:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".partial")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for name in sorted(members):
+            data = members[name]
+            info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
+            info.compress_type = zipfile.ZIP_STORED if name.endswith(_CHECKPOINT_SUFFIXES) else zipfile.ZIP_DEFLATED
+            executable = name in ("setup.sh", "run_autograder")
+            info.external_attr = (0o755 if executable else 0o644) << 16
+            z.writestr(info, data.read_bytes() if isinstance(data, Path) else data)
+    tmp.replace(out)
+    return Bundle(out, sorted(members))
+
+
+# -- a wheel of this grader ------------------------------------------------------------
+
+
+def build_wheel() -> tuple[str, bytes]:
+    """A pure-Python wheel of the grader package being run, made here (no build tool, no network):
+    the autograder runs the very code that made the zip."""
+    package = Path(__file__).resolve().parents[1]
+    name, version, requires, python = _metadata(package.parent)
+    dist = f"grader-{version}.dist-info"
+    files: dict[str, bytes] = {}
+    for path in _files(package):
+        if path.suffix not in (".pyc", ".pyo"):
+            files[f"grader/{path.relative_to(package).as_posix()}"] = path.read_bytes()
+    metadata = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}",
+                "Summary: Grade PyTorch CNN assignments against a rubric YAML.", f"Requires-Python: {python}"]
+    metadata += [f"Requires-Dist: {r}" for r in requires]
+    files[f"{dist}/METADATA"] = ("\n".join(metadata) + "\n").encode()
+    files[f"{dist}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: grader\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    files[f"{dist}/entry_points.txt"] = b"[console_scripts]\ngrader = grader.cli:main\n"
+    record = [f"{path},sha256={_digest(data)},{len(data)}" for path, data in sorted(files.items())]
+    files[f"{dist}/RECORD"] = ("\n".join(record + [f"{dist}/RECORD,,"]) + "\n").encode()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for path in sorted(files):
+            info = zipfile.ZipInfo(path, date_time=_ZIP_TIME)
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, files[path])
+    return f"grader-{version}-py3-none-any.whl", buf.getvalue()
+
+
+def _digest(data: bytes) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def _metadata(source: Path) -> tuple[str, str, list[str], str]:
+    """Name, version, run-time dependencies and Python of the grader: from pyproject.toml in a
+    source tree, else from the installed distribution's metadata."""
+    pyproject = source / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            tomllib = None
+        if tomllib is not None:
+            project = tomllib.loads(pyproject.read_text())["project"]
+            return (project["name"], project["version"], list(project.get("dependencies", [])),
+                    project.get("requires-python", ">=3.10"))
+    from importlib import metadata
+
+    dist = metadata.distribution("grader")
+    requires = [r for r in (dist.requires or []) if "extra ==" not in r]
+    return dist.metadata["Name"], dist.version, requires, dist.metadata.get("Requires-Python") or ">=3.10"
+
+
+# -- inside Gradescope: grade /autograder/submission ------------------------------------
+
+
+def submission_folder(submission: Path, files: list[str]) -> Path:
+    """Where the student's files are: the submission itself, or the shallowest folder in it that
+    holds one of the rubric's files (an upload of a folder, or from GitHub)."""
+    names = {Path(f).name for f in files}
+    if any((submission / f).exists() for f in files):
+        return submission
+    candidates = sorted((p.parent for p in submission.rglob("*") if p.name in names and "__MACOSX" not in p.parts),
+                        key=lambda p: (len(p.parts), str(p)))
+    return candidates[0] if candidates else submission
+
+
+def leaderboard(rubric: Rubric, report) -> list[dict]:
+    """Gradescope's leaderboard entries for the challenge: the rubric's leaderboard item when it
+    names one, else the accuracy items whose model was trained, else the first accuracy item."""
+    board = getattr(getattr(rubric, "leaderboard", None), "item", None)
+    measured = [r for r in report.results if "accuracy" in (r.extra or {})]
+    chosen = ([r for r in measured if r.id == board] if board else []) or \
+        [r for r in measured if r.extra.get("training")] or measured[:1]
+    entries = []
+    for r in chosen:
+        suffix = "" if len(chosen) == 1 else f" ({r.id})"
+        entries.append({"name": f"Accuracy{suffix}", "value": round(100 * r.extra["accuracy"], 2), "order": "desc"})
+        if r.extra.get("params") is not None:
+            entries.append({"name": f"Parameters{suffix}", "value": r.extra["params"], "order": "asc"})
+        seconds = (r.extra.get("training") or {}).get("seconds")
+        if seconds is not None:
+            entries.append({"name": f"Training time (s){suffix}", "value": round(seconds, 1), "order": "asc"})
+    return entries
+
+
+def results(rubric: Rubric, report, device: str | None = None) -> dict:
+    """Gradescope's results.json for one graded submission."""
+    from grader.batch.class_report import provenance
+
+    data = report.to_gradescope()
+    data["extra_data"] = {"provenance": provenance(rubric, device)}  # which rubric and grader, for the instructor
+    data["output"] = "\n".join(report.notes) or f"Graded by grader: {report.score:g} of {report.max_score:g} points."
+    data["visibility"] = "visible"
+    data["stdout_visibility"] = "hidden"  # the grader's log is for the instructor
+    board = leaderboard(rubric, report)
+    if board:
+        data["leaderboard"] = board
+    return data
+
+
+def failed_run(why: str, seconds: float) -> dict:
+    return {"score": 0.0, "execution_time": round(seconds, 3), "visibility": "visible", "stdout_visibility": "hidden",
+            "output": f"The autograder could not grade this submission: {why}. Your instructor can see the details.",
+            "tests": []}
+
+
+def run(root: Path, rubric_path: Path) -> dict:
+    """Grade root/submission with the rubric; write root/results/results.json; return it."""
+    started = time.monotonic()
+    target = root / "results" / "results.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        data = _grade(root, rubric_path)
+    except Exception as e:  # the grader's own failure: the student sees a message, the log the traceback
+        traceback.print_exc()
+        data = failed_run(f"{type(e).__name__}: {e}", time.monotonic() - started)
+    target.write_text(json.dumps(data, indent=2) + "\n")
+    return data
+
+
+def _grade(root: Path, rubric_path: Path) -> dict:
+    from grader import grading
+    from grader.device import resolve
+    from grader.options import Options
+    from grader.rubric import load
+
+    rubric = load(rubric_path)
+    source = rubric_path.parent
+    data = source / "data"
+    options = Options(device=resolve("auto"), checkpoint_dirs=[source / "checkpoints"],
+                      data_dir=str(data) if data.is_dir() else None)
+    folder = submission_folder(root / "submission", list(rubric.files))
+    print(f"grading {folder} with {rubric_path} on {options.device}", flush=True)
+    report = grading.grade(folder, rubric, options, student_id="submission")
+    for r in report.results:
+        print(f"  {r.id}: {r.points:g}/{r.max_points:g} {r.status}: {r.message}", flush=True)
+    return results(rubric, report, options.device)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grader.authoring.gradescope",
+                                     description="Grade a Gradescope submission (what run_autograder does).")
+    parser.add_argument("--root", type=Path, default=Path(os.environ.get("AUTOGRADER_ROOT", "/autograder")))
+    parser.add_argument("--rubric", type=Path, required=True)
+    args = parser.parse_args(argv)
+    data = run(args.root, args.rubric)
+    print(f"score {data['score']:g}; results in {args.root / 'results' / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
