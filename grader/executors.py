@@ -24,7 +24,7 @@ import time
 from multiprocessing.connection import wait
 from typing import Callable, Protocol
 
-from grader.sandbox.session import _main_module_hidden
+from grader.sandbox.children import main_module_hidden as _main_module_hidden
 
 OnEvent = Callable[[str, dict, object], None]
 
