@@ -61,7 +61,7 @@ def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, i
         results = []
         deadline = started + rubric.limits.timeout_s
         for item in selected:
-            if time.monotonic() > deadline:
+            if time.monotonic() > (student.deadline or deadline):
                 result = _result(item, Verdict.zero(f"not graded: the submission used up its "
                                                      f"{rubric.limits.timeout_s:g} s"), 0.0)
             else:

@@ -175,6 +175,7 @@ class StudentProcess:
     def _start(self) -> None:
         from grader.sandbox import pretrained
 
+        began = time.monotonic()
         copied, binds = self._split_readable()
         caches = pretrained.hub_cache_dirs()
         if self.sandboxed:
@@ -194,6 +195,8 @@ class StudentProcess:
         ready = self._receive(deadline=time.monotonic() + 60, timeout=60, what="starting the sandbox",
                               bound=1 << 20)
         self.isolation = ready.get("ready", {})
+        if self.deadline is not None:  # starting a sandbox is the grader's time, not the submission's
+            self.deadline += time.monotonic() - began
 
     def _drain(self, fd: int, output: _Output) -> None:
         while True:
@@ -422,7 +425,7 @@ class StudentProcess:
         text = out.since(before)
         out.drop_after(before)
         workdir = child.workdir.rstrip("/") + "/"
-        for match in re.finditer(r'File "([^"]+)", line (\\d+)', text):
+        for match in re.finditer(r'File "([^"]+)", line (\d+)', text):
             path, number = match.group(1), int(match.group(2))
             if path.startswith(workdir):
                 rel = path[len(workdir):]
@@ -458,7 +461,8 @@ class StudentProcess:
 
 
 def _clean(text: str) -> str:
-    return _CONTROL.sub("", text)
+    """One line without control characters (no terminal escapes, no fake report lines)."""
+    return _CONTROL.sub("", text.replace("\n", " ").replace("\t", " "))
 
 
 def _size(n: int) -> str:
