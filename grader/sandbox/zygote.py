@@ -70,7 +70,8 @@ def main() -> None:
             _reply(sock, {"exit": exits.get(int(request["pid"]))})
         elif op == "reset":
             exits.clear()
-            _reply(sock, {"clean": _reset(exits)})
+            clean = _reset(exits)
+            _reply(sock, {"clean": clean, "left": [] if clean else _leftovers()})
         else:
             break
     os._exit(0)
@@ -150,9 +151,12 @@ def _reset(exits: dict[int, int]) -> bool:
         time.sleep(0.01)
     exits.clear()
     clean = not _others()
+    mounted = _mount_points()
     for folder in SCRATCH:
         for name in os.listdir(folder):
             path = os.path.join(folder, name)
+            if any(m == path or m.startswith(path + "/") for m in mounted):
+                continue  # the way to a read-only folder the grader mounted (not the student's)
             try:
                 if os.path.isdir(path) and not os.path.islink(path):
                     shutil.rmtree(path, onerror=_chmod_and_retry)
@@ -160,8 +164,19 @@ def _reset(exits: dict[int, int]) -> bool:
                     os.unlink(path)
             except OSError:
                 clean = False
-        clean = clean and not os.listdir(folder)
-    return clean
+    return clean and not _leftovers()
+
+
+def _mount_points() -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4].replace("\\040", " ") for line in f]
+
+
+def _leftovers() -> list[str]:
+    mounted = _mount_points()
+    files = [os.path.join(d, n) for d in SCRATCH for n in os.listdir(d)]
+    files = [p for p in files if not any(m == p or m.startswith(p + "/") for m in mounted)]
+    return ([f"pid {p}" for p in _others()] + files)[:10]
 
 
 def _chmod_and_retry(function, path, _):
