@@ -165,6 +165,7 @@ class Sandbox:
         self._log = tempfile.TemporaryFile()
         self._proc: subprocess.Popen | None = None
         self._sock: socket.socket | None = None
+        self._one_at_a_time = threading.Lock()  # the output reader thread may kill while a call waits
         self.uid = None
         self._start()
 
@@ -235,6 +236,10 @@ class Sandbox:
     # -- requests to the warm process -------------------------------------------
 
     def _request(self, request: dict, fds=(), timeout: float = 10.0, expect_reply_only: bool = False) -> dict:
+        with self._one_at_a_time:
+            return self._exchange(request, fds, timeout, expect_reply_only)
+
+    def _exchange(self, request: dict, fds, timeout: float, expect_reply_only: bool) -> dict:
         if self._sock is None or not self.alive():
             raise SandboxLost("the sandbox is not running")
         try:
