@@ -101,7 +101,7 @@ def enter(policy: Policy, output_fd: int | None) -> dict[str, str]:
     if policy.boundary:
         status["boundary"] = ("bubblewrap: own user, pid, mount, network, IPC and UTS namespaces; uid 65534; "
                               "no capabilities")
-        status["network"] = "none (bubblewrap network namespace)"
+        status["network"] = "namespace (bubblewrap: no interface but loopback)"
     else:
         status["boundary"] = "none: this code ran WITHOUT OS isolation (bubblewrap is not available)"
         status["network"] = _isolate_network()
