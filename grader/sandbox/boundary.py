@@ -33,6 +33,7 @@ INSIDE = "/submission"  # the student's folder inside: the same for everyone
 NOBODY = 65534
 _ENV_KEEP = ("LANG", "LC_ALL", "TZ", "CUDA_VISIBLE_DEVICES", "PYTHONHASHSEED")
 _available: tuple[bool, str] | None = None
+_disable_userns = True
 _lock = threading.Lock()
 _idle: list["Sandbox"] = []
 
@@ -59,15 +60,18 @@ def _probe() -> tuple[bool, str]:
         return False, f"bubblewrap needs Linux (this is {sys.platform})"
     if shutil.which("bwrap") is None:
         return False, "bubblewrap (bwrap) is not installed"
-    try:
-        with _userns() as (userns_args, fds):
-            argv = ["bwrap", *_namespace_args(userns_args), *_system_binds(), "--", "/bin/true"]
-            done = subprocess.run(argv, pass_fds=fds, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError) as e:
-        return False, f"bubblewrap could not start: {e}"
-    if done.returncode != 0:
-        return False, f"bubblewrap could not start ({(done.stderr or '').strip()[:200]})"
-    return True, ""
+    global _disable_userns
+    for disable in (True, False):  # --disable-userns needs bubblewrap 0.8
+        _disable_userns = disable
+        try:
+            with _userns() as (userns_args, fds):
+                argv = ["bwrap", *_namespace_args(userns_args), *_system_binds(), "--", "/bin/true"]
+                done = subprocess.run(argv, pass_fds=fds, capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError) as e:
+            return False, f"bubblewrap could not start: {e}"
+        if done.returncode == 0:
+            return True, ""
+    return False, f"bubblewrap could not start ({(done.stderr or '').strip()[:200]})"
 
 
 class _userns:
@@ -81,8 +85,8 @@ class _userns:
     def __enter__(self):
         self.fd = None
         if os.getuid() != 0:
-            return ["--unshare-user", "--disable-userns", "--uid", str(NOBODY), "--gid", str(NOBODY),
-                    "--cap-drop", "ALL"], ()
+            return ["--unshare-user", *(["--disable-userns"] if _disable_userns else []), "--uid", str(NOBODY),
+                    "--gid", str(NOBODY), "--cap-drop", "ALL"], ()
         holder = subprocess.Popen(["unshare", "--user", "--", "sleep", "30"], stdin=subprocess.DEVNULL)
         try:
             mine, deadline = os.readlink("/proc/self/ns/user"), time.monotonic() + 10
