@@ -57,11 +57,15 @@ class StudentFailure(Exception):
 
     @classmethod
     def from_info(cls, info: dict, output: str = "") -> "StudentFailure":
-        message = info.get("message", "failed")
+        """From the student's process, which its code controls: text bounded, no terminal escapes."""
+        if not isinstance(info, dict):
+            info = {"message": "sent a malformed error"}
+        message = _text(info.get("message") or "failed", 2000)
         if info.get("while"):
-            message = f"{message} (while {info['while']})"
-        return cls(info.get("kind", "exception"), message, info.get("file"), info.get("line"), info.get("code"),
-                   output)
+            message = f"{message} (while {_text(info['while'], 200)})"
+        line = info.get("line")
+        return cls(_text(info.get("kind", "exception"), 20), message, _text(info.get("file"), 300),
+                   line if isinstance(line, int) else None, _text(info.get("code"), 2000), output)
 
     def where(self) -> str:
         if self.file and self.line:
@@ -458,6 +462,14 @@ class StudentProcess:
             hint = " (it may have run out of memory)" if -code == signal.SIGKILL else ""
             return StudentFailure("crash", f"the process was killed by {name} while {what}{hint}", output=output)
         return StudentFailure("crash", f"the process exited with code {code} while {what}", output=output)
+
+
+def _text(value, limit: int) -> str | None:
+    """Text from the student's process kept for messages: bounded, with line breaks but no
+    other control characters."""
+    if value is None:
+        return None
+    return "\n".join(_CONTROL.sub("", part) for part in str(value)[:limit].split("\n"))
 
 
 def _clean(text: str) -> str:
