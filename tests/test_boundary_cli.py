@@ -110,3 +110,46 @@ def test_batch_refuses_to_grade_a_class_without_isolation(tmp_path):
     assert result.stderr.strip().count("\n") == 0
     assert "cannot be isolated here" in result.stderr and "--unsafe-no-isolation" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+HOSTILE_CLASSMATE = """import os as _os
+import grader.sandbox.guard as _guard
+_guard._policy = None
+for _path in ("/dev/shm/answers", "/tmp/answers", "/submission/../answers"):
+    try:
+        open(_path, "w").write("20")
+    except OSError:
+        pass
+if _os.fork() == 0:
+    _os.setsid()
+    while True:
+        for _path in ("/dev/shm/answers", "/tmp/answers"):
+            try:
+                open(_path, "w").write("20")
+            except OSError:
+                pass
+"""
+
+READS_MARKS = """import os as _os
+for _path in ("/dev/shm/answers", "/tmp/answers"):
+    if _os.path.exists(_path):
+        raise SystemExit("found what the classmate left: " + _path)
+"""
+
+
+@needs_bwrap
+def test_a_hostile_classmate_changes_nobody_elses_grade(tmp_path, cnn_checkpoints, labelled_by_vgg):
+    """Graded one after the other in the same warm sandbox (-j 1): what the first leaves behind
+    (files in /tmp and /dev/shm, a daemon still writing them) is gone for the second."""
+    download = tmp_path / "class"
+    for name, edit in (("aaa_hostile", at_import(HOSTILE_CLASSMATE)), ("bbb_honest", at_import(READS_MARKS))):
+        shutil.copytree(REFERENCE, download / name, ignore=shutil.ignore_patterns("__pycache__"))
+        (download / name / RESNET_FILE).write_text(edit((REFERENCE / RESNET_FILE).read_text()))
+    out = tmp_path / "out"
+    result = run_cli("batch", str(download), "-r", str(RUBRICS / "cnn_architecture.yaml"), "-o", str(out),
+                     "-c", str(cnn_checkpoints), "--data-dir", str(labelled_by_vgg), "--items",
+                     "residual_block.plain", "-j", "1", "--no-reuse", timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    grades = (out / "grades.csv").read_text()
+    assert "bbb_honest,bbb_honest,20,20" in grades.replace('"', ""), grades
+    assert not Path("/dev/shm/answers").exists() and not (tmp_path / "answers").exists()

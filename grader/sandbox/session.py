@@ -271,7 +271,7 @@ class StudentProcess:
             self._start()
         timeout, limit = self._budget(timeout or self.limits.timeout_s)
         what = _describe_op(op, args)
-        bound = max_reply_bytes or _REPLY_BYTES.get(op, DEFAULT_REPLY_BYTES)
+        bound = max_reply_bytes or _expected_reply_bytes(op, args)
         try:
             try:
                 self._channel.send_bytes(protocol.encode({"op": op, "args": self._inside(args)}),
@@ -462,6 +462,18 @@ class StudentProcess:
             hint = " (it may have run out of memory)" if -code == signal.SIGKILL else ""
             return StudentFailure("crash", f"the process was killed by {name} while {what}{hint}", output=output)
         return StudentFailure("crash", f"the process exited with code {code} while {what}", output=output)
+
+
+def _expected_reply_bytes(op: str, args: dict) -> int:
+    """The most a reply may hold when the caller does not say: predictions are bounded by the
+    number of images sent (up to 1,000 float logits each), the rest by the kind of operation."""
+    if op == "predict":
+        try:
+            count = len(args["indices"]) if args.get("indices") is not None else int(args["images"]["shape"][0])
+            return (1 << 20) + count * 4000
+        except (KeyError, TypeError, ValueError, IndexError):
+            pass
+    return _REPLY_BYTES.get(op, DEFAULT_REPLY_BYTES)
 
 
 def _text(value, limit: int) -> str | None:
