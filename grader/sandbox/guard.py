@@ -1,5 +1,9 @@
 """Hardening applied inside a student's process before any of its code runs.
 
+The security boundary is the bubblewrap sandbox around the process (grader.sandbox.boundary);
+these layers come on top of it, and are all there is where bubblewrap is missing.  They catch
+honest mistakes with precise messages; a determined student can switch the Python-level ones off.
+
 Layers, strongest first:
   * its own process and session (the grader kills the whole group when done);
   * resource limits (memory, core dumps) and a clean environment in a private folder;
