@@ -150,6 +150,6 @@ def test_a_hostile_classmate_changes_nobody_elses_grade(tmp_path, cnn_checkpoint
                      "-c", str(cnn_checkpoints), "--data-dir", str(labelled_by_vgg), "--items",
                      "residual_block.plain", "-j", "1", "--no-reuse", timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
-    grades = (out / "grades.csv").read_text()
-    assert "bbb_honest,bbb_honest,20,20" in grades.replace('"', ""), grades
+    grades = (out / "grades.csv").read_text().splitlines()
+    assert "bbb_honest,,20,20" in grades, grades  # it found nothing the hostile classmate left
     assert not Path("/dev/shm/answers").exists() and not (tmp_path / "answers").exists()
