@@ -12,7 +12,10 @@ absolute rates drift with the machine's load):
   class40_vs_single             `grader batch` of 40 correct, differently written CNN
                                 Architecture submissions / `grader check` of one (goal <= 3)
   overhead_per_submission_s     seconds per submission beyond the model's own compute, warm
-                                workers (a batch of tiny-model students; goal <= 0.5)
+                                workers (a batch of tiny-model students; goal <= 0.5), with the
+                                OS sandbox where this machine has it (the `# isolation:` line says)
+  overhead_unisolated_s         the same without the sandbox (--unsafe-no-isolation): what the
+                                boundary costs is the difference
   challenge_time_to_70_s        training time of the pytorch_basics reference challenge model
                                 to 70% test accuracy (bench/challenge_time_to_70.py; needs the
                                 whole CIFAR-10 in --data-dir, else reported as skipped)
@@ -232,7 +235,7 @@ items:
 """
 
 
-def measure_overhead(work: Path, count: int, env: dict) -> float:
+def measure_overhead(work: Path, count: int, env: dict, extra: list[str] = ()) -> float:
     """Seconds per submission of a batch whose model costs nothing: what grading itself costs."""
     rubric = work / "tiny.yaml"
     rubric.write_text(TINY_RUBRIC)
@@ -249,7 +252,7 @@ def measure_overhead(work: Path, count: int, env: dict) -> float:
             (folder / "net.py").write_text(TINY_NET + f"\n# student {index}\nSTUDENT = {index}\n")
             torch.save(state, folder / "net.pt")
         times[n] = timed([sys.executable, "-m", "grader", "batch", str(download), "-r", str(rubric),
-                          "-o", str(work / f"tiny-out{n}"), "-j", "1", "--no-reuse"], env)
+                          "-o", str(work / f"tiny-out{n}"), "-j", "1", "--no-reuse", *extra], env)
     per = (times[count + 1] - times[1]) / count
     print(f"# tiny batch: 1 submission {times[1]:.1f} s, {count + 1} submissions {times[count + 1]:.1f} s", flush=True)
     return per
@@ -259,7 +262,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer images and rounds (under 10 minutes on 2 cores)")
     parser.add_argument("--data-dir", help="CIFAR-10 (official or image folders); default: the embedded sample")
+    parser.add_argument("--overhead-only", action="store_true", help="only the per-submission overhead figures")
     args = parser.parse_args()
+    if args.overhead_only:
+        return overhead_figures(10 if args.quick else 20)
 
     os.environ.setdefault("GRADER_CACHE_DIR", str(Path(tempfile.gettempdir()) / "grader-bench-cache"))
     data = datasets.load(datasets.DataSpec(), args.data_dir)
@@ -285,8 +291,20 @@ def main() -> None:
     env = dict(os.environ)
     with tempfile.TemporaryDirectory(prefix="grader-bench-") as tmp:
         report("class40_vs_single", measure_class(Path(tmp), args.data_dir, 40, env))
-        report("overhead_per_submission_s", measure_overhead(Path(tmp), 10 if args.quick else 20, env))
+    overhead_figures(10 if args.quick else 20)
     print(challenge_time_to_70(args.data_dir, env), flush=True)
+
+
+def overhead_figures(count: int) -> None:
+    from grader.sandbox import boundary
+
+    isolated, why = boundary.available()
+    print(f"# isolation: {'bubblewrap' if isolated else 'none (' + why + ')'}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="grader-bench-") as tmp:
+        report("overhead_per_submission_s", measure_overhead(Path(tmp), count, dict(os.environ)))
+    with tempfile.TemporaryDirectory(prefix="grader-bench-") as tmp:
+        env = {**os.environ, "GRADER_NO_ISOLATION": "1"}
+        report("overhead_unisolated_s", measure_overhead(Path(tmp), count, env, ["--unsafe-no-isolation"]))
 
 
 def challenge_time_to_70(data_dir: str | None, env: dict) -> str:

@@ -395,6 +395,8 @@ def batch(
     slurm_arg: list[str] = typer.Option([], "--slurm-arg", help="slurm: another sbatch option as KEY=VALUE, "
                                         "e.g. account=cs231 (repeatable)"),
     deadline: DeadlineOpt = None,
+    unsafe_no_isolation: bool = typer.Option(False, "--unsafe-no-isolation", help="grade even where students' "
+                                             "code cannot run inside the OS sandbox (bubblewrap)"),
 ) -> None:
     """Grade a whole class in parallel: grades.csv, per-student results.json and feedback.md, summary.md,
     duplicates.csv.  Rerun the same command to resume; only changed students are regraded."""
@@ -404,6 +406,13 @@ def batch(
 
     if not submissions.exists():
         _fail_usage(f"{submissions} does not exist")
+    if executor == "local" and not unsafe_no_isolation:
+        from grader.sandbox.boundary import available
+
+        isolated, why = available()
+        if not isolated:
+            _fail_usage(f"students' code cannot be isolated here ({why}); install bubblewrap, or pass "
+                        "--unsafe-no-isolation to grade without isolation")
     if (jobs is not None and jobs < 1) or (threads is not None and threads < 1) or max_unzip_mb < 1:
         _fail_usage("--jobs, --threads and --max-unzip-mb must be positive")
     if out.exists() and not out.is_dir():

@@ -52,7 +52,7 @@ def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, i
                         threads=threads or max(1, os.cpu_count() or 1),
                         deadline=started + rubric.limits.timeout_s,
                         private=_private_paths(rubric) + [str(p) for p in private_paths],
-                        notebook=_notebook(rubric)) as student:
+                        notebook=_notebook(rubric), own_folder=Path(submission)) as student:
         context = Context(rubric=rubric, submission=Path(submission), student=student, reference=reference,
                           options=options, load_data=_data_loader(options),
                           progress=on_progress or (lambda text: None), reuse=reuse,
@@ -66,10 +66,11 @@ def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, i
         results = []
         deadline = started + rubric.limits.timeout_s
         for item in selected:
-            if time.monotonic() > deadline:
+            if time.monotonic() > (student.deadline or deadline):
                 result = _result(item, Verdict.zero(f"not graded: the submission used up its "
                                                      f"{rubric.limits.timeout_s:g} s"), 0.0)
             else:
+                student.current_item = item.id  # named when a later item reaches the same endless loop
                 result = run_item(item, context)
             results.append(result)
             if on_item:
@@ -77,6 +78,8 @@ def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, i
         isolation, output = student.isolation, student.output
         student_notes = list(student.report_notes)
         problems += _failed_cells(student.load_results)
+        if not student.sandboxed:
+            student_notes.append(unisolated_note())
         cell_notes = _notebook_notes(student.load_results)
 
     # 5. Scores and the report.
@@ -84,6 +87,13 @@ def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, i
     return GradeReport(assignment=rubric.assignment, submission=str(submission), results=results,
                        seconds=time.monotonic() - started, isolation=isolation, notes=notes, output=output,
                        problems=problems)
+
+
+def unisolated_note() -> str:
+    from grader.sandbox.boundary import available
+
+    return (f"This code ran WITHOUT OS isolation: {available()[1]}. Only the grader's in-process checks "
+            "stood between it and this computer.")
 
 
 def train(submission: Path, rubric: Rubric, item_id: str, options: Options | None = None, *,
@@ -106,7 +116,8 @@ def train(submission: Path, rubric: Rubric, item_id: str, options: Options | Non
     limits = Limits(timeout_s=rubric.limits.item_timeout_s, memory_mb=rubric.limits.memory_mb,
                     output_mb=rubric.limits.output_mb)
     with StudentProcess(files, limits, readable=readable, device=options.device,
-                        threads=threads or max(1, os.cpu_count() or 1), notebook=_notebook(rubric)) as student:
+                        threads=threads or max(1, os.cpu_count() or 1), notebook=_notebook(rubric),
+                        own_folder=Path(submission)) as student:
         context = Context(rubric=rubric, submission=Path(submission), student=student, reference=_reference(rubric),
                           options=options, load_data=_data_loader(options))
         from grader.checks import accuracy

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from grader.sandbox.session import Limits, StudentFailure, StudentProcess
+from grader.sandbox.session import Limits, StudentFailure, StudentProcess, isolated
 
 GOOD = """
 import torch.nn as nn
@@ -87,8 +87,10 @@ def test_a_failed_import_fails_again_at_once(student):
 
 def test_isolation_is_reported(student):
     student.call("ping")
-    assert set(student.isolation) == {"network", "files"}
+    assert set(student.isolation) == {"boundary", "network", "files"}
     assert student.isolation["network"]
+    if isolated():
+        assert student.isolation["boundary"].startswith("bubblewrap")
 
 
 def test_student_sees_a_clean_environment(tmp_path, monkeypatch):

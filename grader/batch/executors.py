@@ -26,7 +26,7 @@ from typing import Callable, Protocol
 
 from grader.errors import GraderError
 from grader.batch.job import run_job
-from grader.sandbox.session import _main_module_hidden
+from grader.sandbox.children import main_module_hidden as _main_module_hidden
 
 OnEvent = Callable[[str, dict, object], None]
 

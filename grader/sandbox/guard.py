@@ -1,5 +1,9 @@
 """Hardening applied inside a student's process before any of its code runs.
 
+The security boundary is the bubblewrap sandbox around the process (grader.sandbox.boundary);
+these layers come on top of it, and are all there is where bubblewrap is missing.  They catch
+honest mistakes with precise messages; a determined student can switch the Python-level ones off.
+
 Layers, strongest first:
   * its own process and session (the grader kills the whole group when done);
   * resource limits (memory, core dumps) and a clean environment in a private folder;
@@ -37,6 +41,7 @@ class Policy:
     private: list[str] = field(default_factory=list)  # never readable, even inside a read root
     violations: list[str] = field(default_factory=list)
     notify: Callable[[str], None] | None = None
+    boundary: bool = False  # already inside the bubblewrap sandbox: its namespaces hold
 
 
 _policy: Policy | None = None
@@ -97,7 +102,13 @@ def enter(policy: Policy, output_fd: int | None) -> dict[str, str]:
     if output_fd is not None:
         os.dup2(output_fd, 1)
         os.dup2(output_fd, 2)
-    status["network"] = _isolate_network()
+    if policy.boundary:
+        status["boundary"] = ("bubblewrap: own user, pid, mount, network, IPC and UTS namespaces; uid 65534; "
+                              "no capabilities")
+        status["network"] = "namespace (bubblewrap: no interface but loopback)"
+    else:
+        status["boundary"] = "none: this code ran WITHOUT OS isolation (bubblewrap is not available)"
+        status["network"] = _isolate_network()
     _limit_resources(policy.memory_bytes)
     _clean_environment(policy)
     os.makedirs(os.path.join(policy.workdir, "tmp"), exist_ok=True)

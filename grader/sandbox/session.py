@@ -10,40 +10,31 @@ of code costs only the items that need it.
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing
 import os
 import re
-import shutil
 import signal
-import sys
-import tempfile
 import threading
 import time
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from grader.errors import GraderError
-from grader.sandbox import protocol
+from grader.sandbox import boundary, protocol
+from grader.sandbox.children import LocalChild, SandboxedChild, main_module_hidden  # noqa: F401
 from grader.sandbox.guard import system_read_roots
+from grader.sandbox.worker import WorkerConfig
 
-_PRELOAD = ["torch", "torchvision", "grader.sandbox.worker"]  # torchvision loads native code: before the guard
-_context = None
+DEFAULT_REPLY_BYTES = 64 << 20
+# Replies that hold a whole model's weights (and optimizer state) may be larger.
+_REPLY_BYTES = {"parameters": 2 << 30, "train": 4 << 30, "values": 1 << 30}
+_NOTE_CHARS = 500
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
 
 
-def context():
-    """Linux: a fork server that has imported torch once forks each student's process
-    (about 0.1 s instead of 3 s).  Elsewhere fork is unsafe with PyTorch: spawn."""
-    global _context
-    if _context is None:
-        if sys.platform == "linux":
-            _context = multiprocessing.get_context("forkserver")
-            _context.set_forkserver_preload(_PRELOAD)
-        else:
-            _context = multiprocessing.get_context("spawn")
-    return _context
+def isolated() -> bool:
+    """Whether students' code runs inside the OS boundary here (bubblewrap)."""
+    return boundary.available()[0]
 
 
 @dataclass
@@ -67,12 +58,17 @@ class StudentFailure(GraderError):
 
     @classmethod
     def from_info(cls, info: dict, output: str = "") -> "StudentFailure":
-        message = info.get("message", "failed")
+        """From the student's process, which its code controls: text bounded, no terminal escapes."""
+        if not isinstance(info, dict):
+            info = {"message": "sent a malformed error"}
+        message = _text(info.get("message") or "failed", 2000)
         if info.get("while"):
-            message = f"{message} (while {info['while']})"
-        failure = cls(info.get("kind", "exception"), message, info.get("file"), info.get("line"), info.get("code"),
-                      output)
-        failure.trace = list(info.get("trace") or [])  # the student's frames, for --verbose
+            message = f"{message} (while {_text(info['while'], 200)})"
+        line = info.get("line")
+        failure = cls(_text(info.get("kind", "exception"), 20), message, _text(info.get("file"), 300),
+                      line if isinstance(line, int) else None, _text(info.get("code"), 2000), output)
+        trace = info.get("trace")  # the student's frames, for --verbose
+        failure.trace = [_text(t, 300) for t in trace[:20]] if isinstance(trace, list) else []
         return failure
 
     def where(self) -> str:
@@ -121,18 +117,23 @@ class _Output:
 
 
 class StudentProcess:
-    """A submission's isolated process, restarted after each failure."""
+    """A submission's isolated process, restarted after each failure.
+
+    With bubblewrap (see grader.sandbox.boundary) the process runs inside the OS
+    boundary, in a sandbox this grader process leases for the submission; without it,
+    as a plain child process with only the in-process layers (guard, Landlock)."""
 
     def __init__(self, files: dict[str, Path], limits: Limits, *, readable: list[str] = (),
                  device: str = "cpu", threads: int = 1, on_note: Callable[[str], None] | None = None,
                  deadline: float | None = None, private: list[str] = (),
-                 notebook: dict | None = None):
-        self.files = files
+                 notebook: dict | None = None, own_folder: Path | None = None):
+        self.files = dict(files)
         self.private = [os.path.realpath(p) for p in private]  # kept from the student even inside read roots
         self.deadline = deadline  # time.monotonic() by which the whole submission must be done
         self.notebook = notebook  # the rubric's notebook options, for .ipynb submissions
         self.limits = limits
         self.readable = [os.path.realpath(p) for p in readable]
+        self.own_folder = os.path.realpath(own_folder) if own_folder else None
         self.device = device
         self.threads = threads
         self.on_note = on_note
@@ -141,12 +142,15 @@ class StudentProcess:
         self.report_notes: list[str] = []  # notes the report shows (e.g. pretrained weights not available)
         self.fatal_imports: dict[str, StudentFailure] = {}
         self.load_results: dict[str, dict] = {}  # file -> what loading it reported (kept across restarts)
+        self.hang_sites: dict[tuple[str, int], StudentFailure] = {}  # where an operation timed out
+        self.current_item: str | None = None  # the rubric item being graded, for messages
+        self.sandboxed = isolated()
         self._loaded: dict[str, dict] = {}
-        self._proc = None
-        self._conn = None
+        self._child = None
+        self._channel: protocol.Channel | None = None
         self._output: _Output | None = None
         self._reader: threading.Thread | None = None
-        self._workdir: str | None = None
+        self._paths: dict[str, str] = {}  # host path -> the path the student's process sees
         self.starts = 0
 
     # -- lifecycle ----------------------------------------------------------
@@ -157,38 +161,52 @@ class StudentProcess:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _start(self) -> None:
-        from grader.sandbox.worker import WorkerConfig, serve
+    def _split_readable(self) -> tuple[dict[str, Path], list[str]]:
+        """Readable files of the submission's own folder are copied in beside its code (its
+        path inside is the same for everyone); the rest are mounted read-only where they are."""
+        copied, binds = dict(self.files), []
+        for path in self.readable:
+            if self.sandboxed and self.own_folder and path.startswith(self.own_folder + os.sep):
+                rel = path[len(self.own_folder) + 1:]
+                copied[rel] = Path(path)
+                self._paths[path] = f"{boundary.INSIDE}/{rel}"
+            else:
+                binds.append(path)
+        return copied, binds
 
-        self._workdir = tempfile.mkdtemp(prefix="grader-")
-        for name, source in self.files.items():
-            target = Path(self._workdir) / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
-        ctx = context()
-        parent_conn, child_conn = ctx.Pipe(duplex=True)
-        out_reader, out_writer = ctx.Pipe(duplex=False)
-        config = WorkerConfig(workdir=os.path.realpath(self._workdir),
-                              read_roots=system_read_roots() + self.readable,
-                              memory_bytes=int(self.limits.memory_mb) << 20, threads=self.threads,
-                              device=self.device, private=self.private,
-                              notebook=self.notebook)
-        self._proc = ctx.Process(target=serve, args=(child_conn, out_writer, config), daemon=True)
-        with _main_module_hidden():
-            self._proc.start()
-        child_conn.close()
-        out_writer.close()
-        self._conn = parent_conn
+    def _config(self, workdir: str, binds: list[str], weight_caches: list[str]) -> WorkerConfig:
+        return WorkerConfig(workdir=workdir, read_roots=system_read_roots() + binds,
+                            memory_bytes=int(self.limits.memory_mb) << 20, threads=self.threads,
+                            device=self.device, private=self.private, notebook=self.notebook,
+                            weight_caches=weight_caches, boundary=self.sandboxed)
+
+    def _start(self) -> None:
+        from grader.sandbox import pretrained
+
+        began = time.monotonic()
+        copied, binds = self._split_readable()
+        caches = pretrained.hub_cache_dirs()
+        if self.sandboxed:
+            try:
+                self._child = SandboxedChild(copied, binds + caches, self.device,
+                                             lambda workdir: self._config(workdir, binds, caches))
+            except boundary.SandboxLost as e:
+                raise StudentFailure("crash", f"the sandbox could not start: {e}") from None
+        else:
+            self._child = LocalChild(copied, lambda workdir: self._config(workdir, binds, caches))
+        self._channel = protocol.Channel(self._child.channel_fd)
         self._output = _Output(limit=int(self.limits.output_mb * (1 << 20)))
-        self._reader = threading.Thread(target=self._drain, args=(out_reader, self._output), daemon=True)
+        self._reader = threading.Thread(target=self._drain, args=(self._child.output_fd, self._output), daemon=True)
         self._reader.start()
         self.starts += 1
         self._loaded = {}
-        ready = self._receive(deadline=time.monotonic() + 60, timeout=60, what="starting the sandbox")
+        ready = self._receive(deadline=time.monotonic() + 60, timeout=60, what="starting the sandbox",
+                              bound=1 << 20)
         self.isolation = ready.get("ready", {})
+        if self.deadline is not None:  # starting a sandbox is the grader's time, not the submission's
+            self.deadline += time.monotonic() - began
 
-    def _drain(self, reader, output: _Output) -> None:
-        fd = reader.fileno()
+    def _drain(self, fd: int, output: _Output) -> None:
         while True:
             try:
                 chunk = os.read(fd, 1 << 16)
@@ -200,39 +218,32 @@ class StudentProcess:
             if output.exceeded:
                 self._kill()
                 break
-        reader.close()
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
     def _kill(self) -> None:
-        proc = self._proc
-        if proc is None or proc.pid is None:
-            return
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # the student's process leads its own group
-        except (ProcessLookupError, PermissionError, OSError):
-            pass
-        try:
-            proc.kill()
-        except Exception:
-            pass
+        child = self._child
+        if child is not None:
+            child.kill()
 
     def _stop(self) -> None:
-        if self._proc is not None:
-            if self._proc.is_alive() and self._conn is not None:
+        child = self._child
+        if child is not None:
+            if self._channel is not None and child.alive():
                 try:
-                    self._conn.send_bytes(protocol.encode({"op": "exit"}))
-                    self._proc.join(timeout=2)
-                except (OSError, ValueError):
+                    self._channel.send_bytes(protocol.encode({"op": "exit"}), deadline=time.monotonic() + 2)
+                    child.join(2)
+                except (OSError, TimeoutError):
                     pass
-            self._kill()
-            if self._proc._popen is not None:
-                self._proc.join(timeout=5)
-        if self._conn is not None:
-            self._conn.close()
+            child.kill()
+            child.close()  # every process of the student's ends here
+        if self._channel is not None:
+            self._channel.close()
         if self._reader is not None:
             self._reader.join(timeout=2)
-        if self._workdir:
-            shutil.rmtree(self._workdir, ignore_errors=True)
-        self._proc = self._conn = self._reader = self._workdir = None
+        self._child = self._channel = self._reader = None
 
     def close(self) -> None:
         self._stop()
@@ -244,11 +255,13 @@ class StudentProcess:
     # -- calls --------------------------------------------------------------
 
     def call(self, op: str, *, timeout: float | None = None, on_progress: Callable[[dict], None] | None = None,
-             **args):
+             max_reply_bytes: int | None = None, **args):
         """Run one operation; return its result or raise StudentFailure.
 
         Any operation naming a file imports it first; an import that failed once
         fails again at once (an endless loop at import costs one timeout, not one per item).
+        max_reply_bytes: the most the reply may hold (what the caller expects, e.g. N class
+        ids); a larger reply fails the operation without being read.
         """
         file = args.get("file")
         if file in self.fatal_imports:
@@ -257,14 +270,22 @@ class StudentProcess:
             self.call("load", file=file, timeout=timeout)
         if op == "load" and file in self._loaded:
             return self._loaded[file]
-        if self._proc is None or not self._proc.is_alive():
+        if self._child is None or not self._child.alive():
             self._stop()
             self._start()
         timeout, limit = self._budget(timeout or self.limits.timeout_s)
+        what = _describe_op(op, args)
+        bound = max_reply_bytes or _expected_reply_bytes(op, args)
         try:
-            self._conn.send_bytes(protocol.encode({"op": op, "args": args}))
-            response = self._receive(deadline=time.monotonic() + timeout, timeout=timeout,
-                                     what=_describe_op(op, args), on_progress=on_progress, limit=limit)
+            try:
+                self._channel.send_bytes(protocol.encode({"op": op, "args": self._inside(args)}),
+                                         deadline=time.monotonic() + timeout)
+            except TimeoutError:
+                self._stop_after_failure()
+                raise StudentFailure("timeout", f"did not read its request within {timeout:g} s while {what}") \
+                    from None
+            response = self._receive(deadline=time.monotonic() + timeout, timeout=timeout, what=what,
+                                     on_progress=on_progress, limit=limit, bound=bound)
             if "violations" in response or "tampered" in response:
                 self._stop()  # a process that broke the rules is not reused
                 raise self._integrity_failure(response)
@@ -275,13 +296,23 @@ class StudentProcess:
                 self.fatal_imports[file] = failure
             raise
         except (BrokenPipeError, ConnectionResetError) as e:
-            failure = self._death(_describe_op(op, args))
+            failure = self._death(what)
             if op == "load":
                 self.fatal_imports[file] = failure
             raise failure from e
         if op == "load":
             self._loaded[file] = self.load_results[file] = response["result"]
         return response["result"]
+
+    def _inside(self, value):
+        """Paths of the submission's own files as its process sees them."""
+        if isinstance(value, str):
+            return self._paths.get(value, value)
+        if isinstance(value, dict):
+            return {k: self._inside(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self._inside(v) for v in value]
+        return value
 
     def _budget(self, timeout: float) -> tuple[float, str | None]:
         """This operation's time limit: its own, or what is left of the submission's."""
@@ -297,75 +328,111 @@ class StudentProcess:
 
     def _integrity_failure(self, response: dict) -> StudentFailure:
         if response.get("tampered"):
-            names = ", ".join(response["tampered"][:5])
+            names = ", ".join(_clean(str(n))[:80] for n in list(response["tampered"])[:5])
             return StudentFailure("tamper", f"the submission replaced PyTorch functions ({names}); "
                                             "submissions may not change PyTorch itself", output=self.output)
-        first = response["violations"][0]
+        first = _clean(str(response["violations"][0]))[:_NOTE_CHARS]
         return StudentFailure("violation", f"blocked: {first}", output=self.output)
 
     def _receive(self, deadline: float, timeout: float, what: str, on_progress=None,
-                 limit: str | None = None) -> dict:
+                 limit: str | None = None, bound: int = DEFAULT_REPLY_BYTES) -> dict:
+        next_sample = time.monotonic() + 1.0
         while True:
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
                 file, line, code = self._where_stuck()
                 self._stop_after_failure()
                 message = f"{limit} while {what}" if limit else \
                     f"did not finish within {timeout:g} s while {what} (an endless loop?)"
-                raise StudentFailure("timeout", message, file, line, code, output=self.output)
+                failure = StudentFailure("timeout", message, file, line, code, output=self.output)
+                self._remember_hang(failure, what)
+                raise failure
+            if self.hang_sites and now >= next_sample:
+                self._fail_if_at_hang_site()
+                next_sample = time.monotonic() + 1.0
             try:
-                ready = self._conn.poll(min(remaining, 0.5))
-            except (OSError, ValueError):
-                ready = True
+                data = self._channel.poll(min(remaining, 0.5), bound)
+            except EOFError:
+                raise self._death(what) from None
+            except protocol.TooLarge:
+                self._stop_after_failure()
+                raise StudentFailure("crash", f"sent a reply larger than expected while {what} "
+                                              f"(more than {_size(bound)})", output=self.output) from None
+            except OSError:
+                raise self._death(what) from None
             if self._output is not None and self._output.exceeded:
                 self._stop_after_failure()
                 raise StudentFailure("output", f"printed more than {self.limits.output_mb:g} MB while {what}; "
                                                "output is limited", output=self.output)
-            if not ready:
-                if not self._proc.is_alive():
+            if data is None:
+                if not self._child.alive():
                     raise self._death(what)
                 continue
             try:
-                message = protocol.decode(self._conn.recv_bytes(maxlength=protocol.MAX_MESSAGE_BYTES))
-            except (EOFError, OSError):
-                raise self._death(what) from None
+                message = protocol.decode(data)
+                if not isinstance(message, dict):
+                    raise protocol.ProtocolError("not a message")
             except protocol.ProtocolError as e:
                 self._stop_after_failure()
                 raise StudentFailure("crash", f"sent a malformed reply while {what}: {e}") from None
             if "note" in message:
-                self.notes.append(message["note"])
-                if message.get("report") and message["note"] not in self.report_notes:
-                    self.report_notes.append(message["note"])
-                if self.on_note:
-                    self.on_note(message["note"])
+                self._note(message)
                 continue
             if "progress" in message:
-                if on_progress:
+                if on_progress and isinstance(message["progress"], dict):
                     on_progress(message["progress"])
                 continue
             return message
 
-    def _where_stuck(self) -> tuple[str | None, int | None, str | None]:
-        """The student's file and line a timed-out operation was running, if it can tell.
+    def _note(self, message: dict) -> None:
+        """A note from the student's process: its code may have sent it, so it is bounded,
+        cleaned of control characters, and reaches the report only in the one form the
+        sandbox itself writes (weights not available offline)."""
+        note = _clean(str(message["note"]))[:_NOTE_CHARS]
+        self.notes.append(note)
+        if message.get("report") is True and note.startswith("pretrained weights ") \
+                and note not in self.report_notes and len(self.report_notes) < 5:
+            self.report_notes.append(note)
+        if self.on_note:
+            self.on_note(note)
+
+    # -- hangs ----------------------------------------------------------------
+
+    def _remember_hang(self, failure: StudentFailure, what: str) -> None:
+        """Later operations that reach this same line fail at once with the same reason."""
+        if failure.file and failure.line:
+            during = f", during {self.current_item}" if self.current_item else ""
+            reason = f"timed out {what.replace('running ', 'in ')}, {failure.file}:{failure.line}{during}"
+            self.hang_sites.setdefault((failure.file, failure.line), StudentFailure(
+                "timeout", reason, failure.file, failure.line, failure.code))
+
+    def _fail_if_at_hang_site(self) -> None:
+        file, line, _ = self._where_stuck(settle=0.3)
+        known = self.hang_sites.get((file, line)) if file else None
+        if known is not None:
+            self._stop_after_failure()
+            raise StudentFailure(known.kind, known.message, known.file, known.line, known.code,
+                                 output=self.output)
+
+    def _where_stuck(self, settle: float = 1.0) -> tuple[str | None, int | None, str | None]:
+        """The student's file and line a running operation is at (its innermost frame).
 
         The student's process prints its stack on SIGUSR1 (faulthandler); the stack is
         read from its output, then removed from it.
         """
-        proc, out = self._proc, self._output
-        if proc is None or out is None or not proc.is_alive() or not self._workdir:
+        child, out = self._child, self._output
+        if child is None or out is None or not child.alive():
             return None, None, None
         before = out.total
-        try:
-            os.kill(proc.pid, signal.SIGUSR1)
-        except OSError:
-            return None, None, None
-        deadline, last = time.monotonic() + 1.0, -1
+        child.signal(signal.SIGUSR1)
+        deadline, last = time.monotonic() + settle, -1
         while time.monotonic() < deadline and (out.total == before or out.total != last):
             last = out.total
-            time.sleep(0.1)
+            time.sleep(0.05)
         text = out.since(before)
         out.drop_after(before)
-        workdir = os.path.realpath(self._workdir) + os.sep
+        workdir = child.workdir.rstrip("/") + "/"
         for match in re.finditer(r'File "([^"]+)", line (\d+)', text):
             path, number = match.group(1), int(match.group(2))
             if path.startswith(workdir):
@@ -378,10 +445,11 @@ class StudentProcess:
         self._stop()
 
     def _death(self, what: str) -> StudentFailure:
-        proc = self._proc
-        if proc is not None:
-            proc.join(timeout=5)
-        code = proc.exitcode if proc is not None else None
+        child = self._child
+        code = None
+        if child is not None:
+            child.join(5)
+            code = child.exit_code()
         output_exceeded = self._output is not None and self._output.exceeded
         notes = list(self.notes)
         output = self.output
@@ -400,24 +468,36 @@ class StudentProcess:
         return StudentFailure("crash", f"the process exited with code {code} while {what}", output=output)
 
 
-@contextlib.contextmanager
-def _main_module_hidden():
-    """Start children without re-importing the parent's __main__ (a script, pytest, the CLI).
-
-    multiprocessing re-imports __main__ in every new process unless it has no file;
-    the worker's entry point is importable by name, so the child does not need it.
-    """
-    main = sys.modules.get("__main__")
-    stand_in = types.ModuleType("__main__")
-    with _START_LOCK:
-        sys.modules["__main__"] = stand_in
+def _expected_reply_bytes(op: str, args: dict) -> int:
+    """The most a reply may hold when the caller does not say: predictions are bounded by the
+    number of images sent (up to 1,000 float logits each), the rest by the kind of operation."""
+    if op == "predict":
         try:
-            yield
-        finally:
-            sys.modules["__main__"] = main
+            count = len(args["indices"]) if args.get("indices") is not None else int(args["images"]["shape"][0])
+            return (1 << 20) + count * 4000
+        except (KeyError, TypeError, ValueError, IndexError):
+            pass
+    return _REPLY_BYTES.get(op, DEFAULT_REPLY_BYTES)
 
 
-_START_LOCK = threading.Lock()
+def _text(value, limit: int) -> str | None:
+    """Text from the student's process kept for messages: bounded, with line breaks but no
+    other control characters."""
+    if value is None:
+        return None
+    return "\n".join(_CONTROL.sub("", part) for part in str(value)[:limit].split("\n"))
+
+
+def _clean(text: str) -> str:
+    """One line without control characters (no terminal escapes, no fake report lines)."""
+    return _CONTROL.sub("", text.replace("\n", " ").replace("\t", " "))
+
+
+def _size(n: int) -> str:
+    return f"{n / (1 << 30):g} GiB" if n >= 1 << 30 else f"{n / (1 << 20):g} MiB"
+
+
+_main_module_hidden = main_module_hidden  # the batch's worker processes start the same way
 
 
 _OP_TEXT = {

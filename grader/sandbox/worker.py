@@ -36,30 +36,36 @@ class WorkerConfig:
     device: str
     private: list[str] = field(default_factory=list)
     notebook: dict | None = None  # the rubric's notebook options, for .ipynb files
+    weight_caches: list[str] | None = None  # torch hub checkpoint folders readable (found by the grader)
+    boundary: bool = False  # inside the bubblewrap sandbox (grader.sandbox.boundary)
 
 
 def serve(conn, output, config: WorkerConfig) -> None:
-    """Entry point of the student's process."""
+    """Entry point of the student's process.  conn, output: file descriptors (or objects
+    with fileno()) of its request channel and of where its prints go."""
     # Objects inherited from the fork server (torch and all) are never garbage: keep the
     # collector off them, or its first full pass costs ~0.2 s and copies their pages.
     gc.freeze()
     send_lock = threading.Lock()
+    keep = (conn, output)  # noqa: F841  (multiprocessing objects close their fd when collected)
+    channel = protocol.Channel(conn if isinstance(conn, int) else conn.fileno())
+    output_fd = output if isinstance(output, int) else output.fileno()
 
     def send(payload: dict) -> None:
         data = protocol.encode(payload)
         with send_lock:
-            conn.send_bytes(data)
+            channel.send_bytes(data)
 
     torch.set_num_threads(max(1, config.threads))
     _import_native_packages()
     introspect.install_init_recorder()
     # Pretrained weights: read from this machine's hub cache, never downloaded (no network here).
-    weight_caches = pretrained.hub_cache_dirs()
+    weight_caches = config.weight_caches if config.weight_caches is not None else pretrained.hub_cache_dirs()
     pretrained.install(weight_caches, notify=lambda message: send({"note": message, "report": True}))
     policy = guard.Policy(workdir=config.workdir, read_roots=config.read_roots + weight_caches,
                           memory_bytes=config.memory_bytes, threads=config.threads, private=config.private,
-                          notify=lambda message: send({"note": message}))
-    status = guard.enter(policy, output.fileno())
+                          notify=lambda message: send({"note": message}), boundary=config.boundary)
+    status = guard.enter(policy, output_fd)
     # On SIGUSR1, print where the code is (the grader asks before stopping a timed-out operation).
     faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
     _report_exits(send)
@@ -67,8 +73,8 @@ def serve(conn, output, config: WorkerConfig) -> None:
     worker = Worker(config, policy, send)
     while True:
         try:
-            request = protocol.decode(conn.recv_bytes())
-        except (EOFError, OSError):
+            request = channel.recv()
+        except (EOFError, OSError, protocol.ProtocolError):
             break
         if request.get("op") == "exit":
             break
