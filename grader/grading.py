@@ -171,8 +171,8 @@ def _names(text: str, mark: str) -> bool:
 
 
 def _student_marks(submission: Path, student_id: str | None, own_names: list[str]) -> list[str]:
-    folder = Path(submission)
-    marks = [str(folder), str(folder.resolve()), folder.name, student_id or ""] + own_names
+    folder = Path(submission).resolve()
+    marks = [str(folder), folder.name, student_id or ""] + own_names
     return [m for m in marks if m]
 
 

@@ -44,7 +44,9 @@ class Reuse:
         """Open a run's store (made by `for_run`), shared by all workers of that run."""
         self.folder = Path(folder)
         self.seed = int((self.folder / "seed").read_text(), 16)
-        self.hashes = FileHashes()
+        # The batch's remembered file hashes (OUT/.grader/file-hashes.json), so that a class's
+        # checkpoints are not all read again; files are hashed afresh when size or time differ.
+        self.hashes = FileHashes(self.folder.parent.parent / "file-hashes.json")
         self._lock = threading.Lock()
         self._probes: dict[str, dict[str, dict]] = {}  # model key -> file name -> probe record
 

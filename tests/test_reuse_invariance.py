@@ -17,9 +17,10 @@ from grader import batch, grading
 from grader import rubric as rubrics
 from grader.checks import KINDS
 from grader.checks.base import Options
+from grader.results import FAILED, SKIPPED, GradeReport, ItemResult
 from grader.reuse import Reuse
-from tests import notebook_class
-from tests.conftest import REFERENCE, RUBRICS, SKELETONS
+from tests import cnn_class, notebook_class
+from tests.conftest import REFERENCE, RUBRICS, SKELETONS, run_cli
 
 # -- the key -------------------------------------------------------------------------
 
@@ -125,11 +126,44 @@ def test_a_coding_cookie_with_code_in_a_comment_has_its_own_key(tmp_path):
         assert a != b
 
 
+def result(message: str, **extra) -> ItemResult:
+    return ItemResult(id="q1", title="Q1", points=0.0, max_points=5.0, status=FAILED, message=message, extra=extra)
+
+
+def test_only_results_that_depend_on_the_inputs_alone_are_shared(tmp_path):
+    folder = tmp_path / "alice_12345"
+    marks = grading._student_marks(folder, "alice", ["PyTorch (1).ipynb"])
+
+    def shareable(*results: ItemResult, notes=(), output="") -> bool:
+        report = GradeReport("a", str(folder), list(results), notes=list(notes), output=output)
+        return grading._reusable_report(report, list(notes), marks)
+
+    plain = result("RuntimeError: shapes do not match", failure="exception")
+    assert shareable(plain)
+    # Anything that names the student: their id, their folder, the name they gave their file.
+    assert not shareable(plain, result("alice's model is wrong"))
+    assert not shareable(plain, result(f"cannot read {folder}/x.py"))
+    assert not shareable(plain, notes=["PyTorch (1).ipynb: cell 3 failed"])
+    assert not shareable(plain, output="hello from alice\n")
+    assert shareable(plain, output="malice is a word, not a name\n")
+    # A verdict of the machine's load or luck: a time limit, a crash, the memory, training.
+    for failure in ("timeout", "crash", "memory", "output"):
+        assert not shareable(plain, result("stopped", failure=failure)), failure
+    assert not shareable(plain, result("test accuracy 71%", training={"seconds": 3.2}))
+    assert not shareable(ItemResult(id="q", title="q", points=0, max_points=1, status=SKIPPED, message="no data"))
+
+
 # -- the invariant on generated classes --------------------------------------------
 
 
-def graded_alone(folder: Path, rubric_path: Path, items: list[str], options: Options) -> dict:
-    """What `grader check --json` prints for one submission (the same function, in this process)."""
+def graded_alone(folder: Path, rubric_path: Path, items: list[str] | None, options: Options, cli: bool) -> dict:
+    """What `grader check --json` prints for one submission (cli: the command itself; else the
+    same function, in this process)."""
+    if cli:
+        result = run_cli("check", str(folder), "--rubric", str(rubric_path), "--device", options.device, "--json",
+                         *(["--items", ",".join(items)] if items else []), timeout=900)
+        assert result.returncode in (0, 1) and result.stdout.startswith("{"), result.stdout + result.stderr
+        return without_time(json.loads(result.stdout))
     report = grading.grade(folder, rubrics.load(rubric_path), options, items=items, threads=1)
     return without_time(report.to_gradescope())
 
@@ -138,7 +172,7 @@ def without_time(results: dict) -> dict:
     return {k: v for k, v in results.items() if k != "execution_time"}
 
 
-def run_batch(download: Path, rubric_path: Path, out: Path, items: list[str], options: Options, reuse: bool):
+def run_batch(download: Path, rubric_path: Path, out: Path, items: list[str] | None, options: Options, reuse: bool):
     config = batch.BatchConfig(submissions=download, rubric=rubric_path, out=out, options=options, items=items,
                                workers=2, threads=1, reuse=reuse)
     return batch.run(config)
@@ -155,8 +189,8 @@ def reused(out: Path, student: str) -> dict[str, str]:
     return {r["id"]: r["extra"]["reused_from"] for r in record["report"]["results"] if "reused_from" in r["extra"]}
 
 
-def assert_invariant(tmp_path: Path, students: list[str], download: Path, rubric_path: Path, items: list[str],
-                     options: Options, alone: list[str]) -> Path:
+def assert_invariant(tmp_path: Path, students: list[str], download: Path, rubric_path: Path,
+                     items: list[str] | None, options: Options, alone: list[str], cli: bool = False) -> Path:
     """batch == batch --no-reuse for every student (results.json and feedback.md), == graded alone
     for the students in `alone`; nobody's files name a classmate.  Returns the shared run's folder."""
     shared, separate = tmp_path / "shared", tmp_path / "separate"
@@ -170,27 +204,62 @@ def assert_invariant(tmp_path: Path, students: list[str], download: Path, rubric
             assert not [s for s in others if s in text], student
         assert reused(separate, student) == {}
     for student in alone:
-        assert graded_alone(download / student, rubric_path, items, options) == \
+        assert graded_alone(download / student, rubric_path, items, options, cli) == \
             student_files(shared, student)[0], student
     return shared
 
 
-def test_a_class_of_notebooks_gets_the_same_grades_with_and_without_reuse(tmp_path):
+FEW_NOTEBOOKS = ["n01_skeleton", "n02_q2_shape", "n03_reference", "n04_renamed_reference", "n05_download_name",
+                 "n06_not_json", "n07_skeleton_renamed"]
+
+
+def test_notebooks_renamed_broken_and_untouched_get_the_same_grades_with_and_without_reuse(tmp_path):
+    download = tmp_path / "download"
+    students = notebook_class.write_class(download, only=FEW_NOTEBOOKS)
+    shared = assert_invariant(tmp_path, students, download, RUBRICS / "pytorch_basics.yaml",
+                              notebook_class.QUESTIONS_1_TO_6, Options(),
+                              alone=["n04_renamed_reference", "n05_download_name", "n06_not_json",
+                                     "n07_skeleton_renamed"])
+    # What the old key gave them, graded alone: the skeleton 0 on Question 2, the reference full marks.
+    skeleton = {t["extra_data"]["id"]: t for t in student_files(shared, "n07_skeleton_renamed")[0]["tests"]}
+    assert skeleton["three_layer_convnet.init"]["score"] == 0
+    assert student_files(shared, "n04_renamed_reference")[0]["score"] == 70
+    assert "conv_w2 has shape" not in student_files(shared, "n04_renamed_reference")[1]
+    # A byte-for-byte copy under another notebook name was graded once.
+    assert set(reused(shared, "n07_skeleton_renamed").values()) == {"n01_skeleton"}
+    assert "PyTorch (2).ipynb is graded as PyTorch.ipynb" in student_files(shared, "n07_skeleton_renamed")[1]
+
+
+@pytest.mark.slow
+def test_a_class_of_notebooks_gets_the_same_grades_with_and_without_reuse_and_alone(tmp_path):
     download = tmp_path / "download"
     students = notebook_class.write_class(download)
     assert len(students) >= 12
-    rubric_path = RUBRICS / "pytorch_basics.yaml"
-    items = notebook_class.QUESTIONS_1_TO_6
-    shared = assert_invariant(tmp_path, students, download, rubric_path, items, Options(),
-                              alone=["n01_skeleton", "n04_renamed_reference", "n05_download_name", "n06_not_json",
-                                     "n07_skeleton_renamed"])
-    # What the bug gave them: the skeleton's Question 2 and the reference's, graded alone.
-    skeleton = {t["extra_data"]["id"]: t for t in student_files(shared, "n07_skeleton_renamed")[0]["tests"]}
-    assert skeleton["three_layer_convnet.init"]["score"] == 0
-    reference = student_files(shared, "n04_renamed_reference")[0]
-    assert reference["score"] == 70
-    # Byte-for-byte copies (under any notebook name) were graded once.
+    shared = assert_invariant(tmp_path, students, download, RUBRICS / "pytorch_basics.yaml", None, Options(),
+                              alone=students, cli=True)
+    assert student_files(shared, "n04_renamed_reference")[0]["score"] == 100
     assert set(reused(shared, "n07_skeleton_renamed").values()) == {"n01_skeleton"}
     assert set(reused(shared, "n13_reference_again").values()) <= {"n03_reference", "n04_renamed_reference"}
     assert reused(shared, "n13_reference_again")
     assert reused(shared, "n14_reference_reformatted") == {}  # one byte differs: graded on its own
+
+
+CNN_ITEMS = ["residual_block.downsample", "residual_block.plain", "resnet50_layer4.blanks", "resnet50_layer4.layer3",
+             "resnet50_layer4.layer4"]
+
+
+def test_a_class_of_cnn_architecture_submissions_gets_the_same_grades_with_and_without_reuse(tmp_path):
+    download = tmp_path / "download"
+    students = cnn_class.write_invariance_class(download)
+    assert len(students) >= 12
+    rubric_path = RUBRICS / "cnn_architecture.yaml"
+    shared = assert_invariant(tmp_path, students, download, rubric_path, CNN_ITEMS, Options(),
+                              alone=["c01_cookie_attack", "c02_skeleton", "c03_correct", "c09_correct_copy"])
+    # The attack fails on its own hidden line; the right answers after it lose nothing.
+    attack = student_files(shared, "c01_cookie_attack")[0]
+    assert attack["score"] == 0 and "hidden in a comment" in attack["tests"][0]["output"]
+    for student in ("c03_correct", "c09_correct_copy", "c11_renamed_locals"):
+        assert student_files(shared, student)[0]["score"] == 105, student
+    assert set(reused(shared, "c09_correct_copy").values()) == {"c03_correct"}
+    assert set(reused(shared, "c10_skeleton_copy").values()) == {"c02_skeleton"}
+    assert reused(shared, "c11_renamed_locals") == {}
