@@ -87,7 +87,7 @@ def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, i
     report = GradeReport(assignment=rubric.assignment, submission=str(submission), results=results,
                          seconds=time.monotonic() - started, isolation=isolation, notes=notes, output=output)
     if keys and _reusable_report(report, cell_notes + student_notes,
-                                 _student_marks(submission, student_id, renamed_from(files, renamed))):
+                                 _student_marks(submission, student_id, _renamed_from(files, renamed))):
         reuse.put(keys, {"results": [asdict(r) for r in results], "process_notes": cell_notes + student_notes,
                          "output": output, "isolation": isolation}, student_id or Path(submission).name)
     return report
@@ -176,7 +176,7 @@ def _student_marks(submission: Path, student_id: str | None, own_names: list[str
     return [m for m in marks if m]
 
 
-def renamed_from(files: dict[str, Path], renamed: list[str]) -> list[str]:
+def _renamed_from(files: dict[str, Path], renamed: list[str]) -> list[str]:
     """The student's own names of files graded under the course's names."""
     return [Path(p).name for p in files.values() if renamed and Path(p).name not in files]
 
