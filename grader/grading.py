@@ -143,7 +143,10 @@ def reuse_keys(reuse: Reuse | None, rubric: Rubric, selected, submission: Path, 
         path = path.resolve()
         others[f"submission:{path.relative_to(folder).as_posix()}" if path.is_relative_to(folder)
                else f"instructor:{path}"] = path
-    return reuse.item_keys(rubric, selected, files, others, options)
+    try:
+        return reuse.item_keys(rubric, selected, files, others, options)
+    except OSError:  # a file that cannot be read now: graded, not shared
+        return None
 
 
 def _reusable(result: ItemResult) -> bool:

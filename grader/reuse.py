@@ -26,7 +26,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import secrets
+import sys
 import threading
 from pathlib import Path
 
@@ -86,6 +88,7 @@ class Reuse:
             "options": {k: str(v) for k, v in sorted(vars(options).items())},
             "data": [os.environ.get("GRADER_DATA_DIR"), os.environ.get("GRADER_CACHE_DIR")],
             "grader": grader_version(),
+            "python": [sys.version, platform.machine(), torch.__version__],  # Slurm nodes may differ
         })
         return [combine({"item": item.model_dump(mode="json"), "position": n, "submission": shared})
                 for n, item in enumerate(items)]
