@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import traceback
 from dataclasses import asdict
@@ -43,11 +44,18 @@ def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, i
     files, renamed = notebook_by_course_name(files, rubric)
     reference = _reference(rubric)
     context = None
+    checkpoints = _checkpoint_files(rubric, selected, submission, options)
+    keys = reuse_keys(reuse, rubric, selected, Path(submission), options)
+    earlier = reuse.get(keys) if keys else None
+    if earlier is not None:  # the very same inputs were graded earlier in this run
+        report = _reused_report(earlier, rubric, reference, selected, renamed, submission, on_item)
+        report.seconds = time.monotonic() - started
+        return report
 
     # 2. The student's process, and what it may read besides its own files.
     limits = Limits(timeout_s=rubric.limits.item_timeout_s, memory_mb=rubric.limits.memory_mb,
                     output_mb=rubric.limits.output_mb, total_s=rubric.limits.timeout_s)
-    readable += [str(datasets.arrays_dir())] + _checkpoint_files(rubric, selected, submission, options)
+    readable += [str(datasets.arrays_dir())] + checkpoints
     with StudentProcess(files, limits, readable=readable, device=options.device,
                         threads=threads or max(1, os.cpu_count() or 1),
                         deadline=started + rubric.limits.timeout_s,
@@ -68,7 +76,8 @@ def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, i
         for item in selected:
             if time.monotonic() > (student.deadline or deadline):
                 result = _result(item, Verdict.zero(f"not graded: the submission used up its "
-                                                     f"{rubric.limits.timeout_s:g} s"), 0.0)
+                                                     f"{rubric.limits.timeout_s:g} s", extra={"failure": "timeout"}),
+                                 0.0)
             else:
                 student.current_item = item.id  # named when a later item reaches the same endless loop
                 result = run_item(item, context)
@@ -84,9 +93,15 @@ def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, i
 
     # 5. Scores and the report.
     notes = renamed + _link_notes(Path(submission)) + _notes(rubric, reference, selected) + cell_notes + student_notes
-    return GradeReport(assignment=rubric.assignment, submission=str(submission), results=results,
-                       seconds=time.monotonic() - started, isolation=isolation, notes=notes, output=output,
-                       problems=problems)
+    report = GradeReport(assignment=rubric.assignment, submission=str(submission), results=results,
+                         seconds=time.monotonic() - started, isolation=isolation, notes=notes, output=output,
+                         problems=problems)
+    if keys and _reusable_report(report, cell_notes + student_notes,
+                                 _student_marks(submission, student_id, _renamed_from(files, renamed))):
+        reuse.put(keys, {"results": [asdict(r) for r in results], "process_notes": cell_notes + student_notes,
+                         "problems": problems, "output": output, "isolation": isolation},
+                  student_id or Path(submission).name)
+    return report
 
 
 def unisolated_note() -> str:
@@ -128,39 +143,83 @@ def train(submission: Path, rubric: Rubric, item_id: str, options: Options | Non
 
 
 def run_item(item, context: Context) -> ItemResult:
-    """One item's result: reused when an earlier submission had the very same inputs."""
-    key = _reuse_key(item, context)
-    if key is not None:
-        earlier = context.reuse.get(key)
-        if earlier is not None:
-            return _reused(earlier["result"], earlier["student"])
-    result = _run_item(item, context)
-    if key is not None and _reusable(result):
-        context.reuse.put(key, asdict(result), context.student_id)
-    return result
+    """One item's result, computed in the student's process (exact reuse is decided for a
+    whole submission, in `grade`)."""
+    return _run_item(item, context)
 
 
-def _reuse_key(item, context: Context) -> str | None:
-    if context.reuse is None:
+def reuse_keys(reuse: Reuse | None, rubric: Rubric, selected, submission: Path, options: Options) -> list[str] | None:
+    """The exact-reuse key of each selected item (None without a store): the raw bytes of
+    every file the student's process can read, by the name it is graded under (a renamed
+    notebook under the course's name), and the checkpoints, instructor's ones included."""
+    if reuse is None:
         return None
-    name = getattr(item, "checkpoint", None)
-    checkpoint = context.find_checkpoint(name) if name else None
-    data = getattr(item, "data", None) or (context.rubric.data if item.check == "accuracy" else None)
-    data_key = json.dumps([data.model_dump() if data else None, context.options.data_dir])
-    return context.reuse.item_key(item, context.submission, context.options, data_key, checkpoint)
+    files, readable = collect_files(Path(submission))
+    files, _ = notebook_by_course_name(files, rubric)
+    folder = Path(submission).resolve()
+    others = {}
+    for path in map(Path, readable + _checkpoint_files(rubric, selected, submission, options)):
+        path = path.resolve()
+        others[f"submission:{path.relative_to(folder).as_posix()}" if path.is_relative_to(folder)
+               else f"instructor:{path}"] = path
+    try:
+        return reuse.item_keys(rubric, selected, files, others, options)
+    except OSError:  # a file that cannot be read now: graded, not shared
+        return None
 
 
 def _reusable(result: ItemResult) -> bool:
-    """Verdicts that depend on the code alone, not on the machine's load or luck."""
-    return result.status not in (ERROR, SKIPPED) and result.extra.get("failure") not in (
-        "timeout", "crash", "memory", "output")
+    """Verdicts that depend on the inputs alone, not on the machine's load or luck."""
+    extra = result.extra or {}
+    return result.status not in (ERROR, SKIPPED) and extra.get("failure") not in (
+        "timeout", "crash", "memory", "output") and "training" not in extra  # training: its time, its machine
 
 
-def _reused(result: dict, student: str) -> ItemResult:
-    reused = ItemResult(**result)
-    reused.extra = {**reused.extra, "reused_from": student, "reuse": "exact"}
-    reused.seconds = 0.0
-    return reused
+def _reusable_report(report: GradeReport, process_notes: list[str], marks: list[str]) -> bool:
+    """Every result reusable, and nothing that another student must not see: this student's
+    id, folder or own file names (everything else is the same for the same inputs)."""
+    if not all(_reusable(r) for r in report.results):
+        return False
+    text = json.dumps([[asdict(r) for r in report.results], process_notes, report.problems, report.output,
+                       report.isolation])
+    return not any(_names(text, mark) for mark in marks)
+
+
+def _names(text: str, mark: str) -> bool:
+    if not mark:
+        return False
+    if "/" in mark or "\\" in mark:
+        return mark in text
+    return re.search(rf"(?<![A-Za-z0-9_]){re.escape(mark)}(?![A-Za-z0-9_])", text) is not None
+
+
+def _student_marks(submission: Path, student_id: str | None, own_names: list[str]) -> list[str]:
+    folder = Path(submission).resolve()
+    marks = [str(folder), folder.name, student_id or ""] + own_names
+    return [m for m in marks if m]
+
+
+def _renamed_from(files: dict[str, Path], renamed: list[str]) -> list[str]:
+    """The student's own names of files graded under the course's names."""
+    return [Path(p).name for p in files.values() if renamed and Path(p).name not in files]
+
+
+def _reused_report(earlier: dict, rubric: Rubric, reference, selected, renamed: list[str], submission: Path,
+                   on_item) -> GradeReport:
+    """An earlier grading of the same inputs, as this student's report: the instructor's
+    record says whose it was; what the student sees never names anyone."""
+    results = []
+    for data in earlier["results"]:
+        result = ItemResult(**data)
+        result.extra = {**result.extra, "reused_from": earlier["student"], "reuse": "exact"}
+        result.seconds = 0.0
+        results.append(result)
+        if on_item:
+            on_item(result)
+    notes = renamed + _link_notes(Path(submission)) + _notes(rubric, reference, selected) + list(earlier["process_notes"])
+    return GradeReport(assignment=rubric.assignment, submission=str(submission), results=results,
+                       isolation=earlier["isolation"], notes=notes, output=earlier["output"],
+                       problems=list(earlier.get("problems") or []))
 
 
 def _run_item(item, context: Context) -> ItemResult:

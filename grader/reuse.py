@@ -2,11 +2,13 @@
 
 Two kinds, both decided by the grader (never by the student's process):
 
-* exact: an item whose inputs are the same as an earlier student's (the code of the
-  files it uses, after removing comments and formatting; the checkpoint's bytes; the
-  rubric item; the data; the options) gets that student's result without running.
-  In CNN Architecture every student hands in the same vgg16_full.py, so VGG16's
-  10,000-image evaluation runs once for the class.
+* exact: a submission whose inputs are byte for byte those of one graded earlier in
+  the run (the raw bytes of every file the student's process can read, under the names
+  they are graded as; the checkpoints; the rubric and reference; the items graded; the
+  options) gets that grading's results, notes and output without running.  Only a
+  whole grading is reused: the items of one submission share its process, so an item
+  run after other items ran must not be mixed with results from another process.  The
+  unchanged skeleton and copies of the same file are graded once for the class.
 * probe: for an accuracy item, the student's model (with its checkpoint loaded) first
   runs on a probe batch of test images drawn with a secret seed chosen per run.  When
   its logits equal, within PROBE_ATOL/PROBE_RTOL and with the same predicted classes,
@@ -21,18 +23,19 @@ student sees never names another student.
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import os
+import platform
 import secrets
+import sys
 import threading
 from pathlib import Path
 
 import torch
 
 from grader import atomic
-from grader.fingerprint import FileHashes, code_hash, combine, grader_version
+from grader.fingerprint import FileHashes, combine, grader_version, tree
 
 PROBE_SIZE = 128
 PROBE_ATOL = 1e-4
@@ -44,7 +47,9 @@ class Reuse:
         """Open a run's store (made by `for_run`), shared by all workers of that run."""
         self.folder = Path(folder)
         self.seed = int((self.folder / "seed").read_text(), 16)
-        self.hashes = FileHashes()
+        # The batch's remembered file hashes (OUT/.grader/file-hashes.json), so that a class's
+        # checkpoints are not all read again; files are hashed afresh when size or time differ.
+        self.hashes = FileHashes(self.folder.parent.parent / "file-hashes.json")
         self._lock = threading.Lock()
         self._probes: dict[str, dict[str, dict]] = {}  # model key -> file name -> probe record
 
@@ -66,25 +71,45 @@ class Reuse:
 
     # -- exact reuse ------------------------------------------------------------------
 
-    def item_key(self, item, submission: Path, options, data_key: str, checkpoint: Path | None) -> str:
-        return combine({
-            "item": item.model_dump(mode="json"),
-            "code": {f: code_digest(submission / f) for f in files_used(item, submission)},
-            "checkpoint": self.hashes.of(checkpoint) if checkpoint else None,
-            "data": data_key,
-            "options": {"precision": options.precision, "device": options.device},
-            "grader": grader_version(),
-        })
+    def item_keys(self, rubric, items, files: dict[str, Path], readable: dict[str, Path], options) -> list[str]:
+        """One key per item, in order: everything the item's verdict depends on.
 
-    def get(self, key: str) -> dict | None:
-        path = self.folder / "exact" / f"{key}.json"
+        `files`: every file copied into the student's folder, by the name it is graded under
+        (a renamed notebook under the course's name); `readable`: the other files the
+        student's process may read (the submission's checkpoints and large files, the
+        instructor's checkpoints), by a name that says where they are.  Raw bytes, nothing
+        normalised: Python reads coding cookies and notebooks in ways a normaliser does not,
+        and the process can read any of these files, so a byte anywhere makes another key."""
+        shared = combine({
+            "files": {name: self.hashes.of(path) for name, path in sorted(files.items())},
+            "readable": {name: self.hashes.of(path) for name, path in sorted(readable.items())},
+            "rubric": rubric.model_dump(mode="json"),  # items (messages name them), data, limits, notebook
+            "reference": self._reference_digest(rubric),
+            "selection": [item.id for item in items],  # earlier items run in the same process
+            "options": {k: str(v) for k, v in sorted(vars(options).items())},
+            "data": [os.environ.get("GRADER_DATA_DIR"), os.environ.get("GRADER_CACHE_DIR")],
+            "grader": grader_version(),
+            "python": [sys.version, platform.machine(), torch.__version__],  # Slurm nodes may differ
+        })
+        return [combine({"item": item.model_dump(mode="json"), "position": n, "submission": shared})
+                for n, item in enumerate(items)]
+
+    def _reference_digest(self, rubric) -> dict | None:
+        folder = rubric.reference_dir()
+        return tree(folder, self.hashes) if folder is not None and folder.is_dir() else None
+
+    def get(self, keys: list[str]) -> dict | None:
+        """A whole earlier grading of the same inputs: its results (one per key), the notes
+        and output of its process, and whose it was."""
+        path = self.folder / "exact" / f"{combine(keys)}.json"
         try:
-            return json.loads(path.read_text())
+            earlier = json.loads(path.read_text())
         except (OSError, ValueError):
             return None
+        return earlier if earlier.get("keys") == keys else None
 
-    def put(self, key: str, result: dict, student: str) -> None:
-        atomic.write_json(self.folder / "exact" / f"{key}.json", {"result": result, "student": student})
+    def put(self, keys: list[str], graded: dict, student: str) -> None:
+        atomic.write_json(self.folder / "exact" / f"{combine(keys)}.json", {**graded, "keys": keys, "student": student})
 
     # -- probe reuse ------------------------------------------------------------------
 
@@ -125,41 +150,4 @@ class Reuse:
                             continue  # being written by another worker
             return dict(known)
 
-
-def files_used(item, submission: Path) -> list[str]:
-    """The item's target file and the submission files it imports, transitively."""
-    target = getattr(item, "target", None)
-    if target is None:
-        return sorted(p.name for p in submission.glob("*.py"))
-    local = {p.stem: p.name for p in submission.glob("*.py")}
-    seen, todo = set(), [target.file]
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        path = submission / name
-        if path.suffix != ".py" or not path.is_file():
-            continue
-        try:
-            tree = ast.parse(path.read_text(errors="replace"))
-        except SyntaxError:
-            continue
-        for node in ast.walk(tree):
-            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
-            todo.extend(local[m.split(".")[0]] for m in modules if m.split(".")[0] in local)
-    return sorted(seen)
-
-
-def code_digest(path: Path) -> str | None:
-    """The code without comments or formatting (the file's bytes when it does not parse)."""
-    return code_hash(path, _syntax_tree) if path.is_file() else None
-
-
-def _syntax_tree(text: str) -> str:
-    try:
-        return ast.dump(ast.parse(text))
-    except SyntaxError:
-        return text
 

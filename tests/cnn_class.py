@@ -211,3 +211,52 @@ def write_class(root: Path, instructor_checkpoints: Path, paths: dict[str, str],
         elif s.checkpoint == "payload":
             torch.save({"state_dict": Payload(str(marker))}, target)
     return class_
+
+
+# -- a well-behaved class for the reuse invariant (tests/test_reuse_invariance.py) --------
+
+SKELETON = ROOT / "skeletons" / "cnn_architecture"
+COOKIE = "# -*- coding: raw_unicode_escape -*-\n"
+
+
+def cookie_attack(src: str) -> str:
+    """The right answer plus a line Python decodes as code (the cookie turns \\u000a into a
+    newline) and a comment-stripping normaliser as a comment."""
+    return COOKIE + src + "# \\u000araise RuntimeError('hidden in a comment')\n"
+
+
+def invariance_students() -> dict[str, object]:
+    """student -> resnet50_skeleton.py's text (an edit of the reference), or SKELETON."""
+    return {
+        "c01_cookie_attack": cookie_attack,  # first: its failures must reach nobody
+        "c02_skeleton": SKELETON,  # does not parse
+        "c03_correct": None,
+        "c04_wrong_shapes": replace("nn.Linear(1024, 10)", "nn.Linear(2048, 10)"),
+        "c05_missing_class": replace("class ResidualBlock(nn.Module):", "class ResBlock(nn.Module):"),
+        "c06_partly_right": replace("nn.Conv2d(3, 64, 7, 2, 3)", "nn.Conv2d(3, 64, 3, 2, 1)"),
+        "c07_short_layer4": replace("            ResidualBlock(1024, 256, 1024, False),\n            # END",
+                                    "            # END"),
+        "c08_wrong_residual": replace("conv1x1(in_channels, middle_channels, 2, 0),\n"
+                                      "                conv3x3(middle_channels, middle_channels, 1, 1),",
+                                      "conv1x1(in_channels, middle_channels, 1, 0),\n"
+                                      "                conv3x3(middle_channels, middle_channels, 2, 1),"),
+        "c09_correct_copy": None,  # byte for byte c03's
+        "c10_skeleton_copy": SKELETON,
+        "c11_renamed_locals": renamed_copy,
+        "c12_maxpool_p0": replace("nn.MaxPool2d(3, 2, 1)", "nn.MaxPool2d(3, 2, 0)"),
+    }
+
+
+def write_invariance_class(root: Path, only: list[str] | None = None) -> list[str]:
+    """One folder per student (all, or those in `only`); returns the ids in the order a batch takes them."""
+    source = (REFERENCE / RESNET_FILE).read_text()
+    chosen = [s for s in invariance_students().items() if only is None or s[0] in only]
+    for student, edit in chosen:
+        folder = root / student
+        folder.mkdir(parents=True)
+        origin = SKELETON if edit is SKELETON else REFERENCE
+        for name in FILES:
+            shutil.copyfile(origin / name, folder / name)
+        if callable(edit):
+            (folder / RESNET_FILE).write_text(edit(source))
+    return [s for s, _ in chosen]

@@ -1,5 +1,7 @@
 """Work reused across a class: identical inputs are graded once, equivalent models are
 evaluated once, and every verdict is the one the student gets when graded alone."""
+# Exact reuse now needs identical bytes (a re-commented file is graded again), as asked for
+# reuse that no coding cookie or comment can poison; see tests/test_reuse_invariance.py.
 
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ from pathlib import Path
 import torch
 
 from grader import batch
+from grader import grading, rubric
 from grader.options import Options
-from grader.reuse import Reuse, code_digest, files_used
+from grader.reuse import Reuse
 from tests.cnn_fixtures import CNN_REFERENCE
 from tests.conftest import RUBRICS
 from tests.test_cnn_architecture import FC_2048, KEYWORDS, MAXPOOL_NO_PADDING, REFERENCE_SOURCE
@@ -26,6 +29,7 @@ CLASS = {  # student -> resnet50_skeleton.py
     "s4_fc2048": FC_2048,
     "s5_maxpool_p0": MAXPOOL_NO_PADDING,
     "s6_keywords_again": KEYWORDS.replace("import torch.nn as nn\n", "import torch.nn as nn\n\n\n"),
+    "s7_copy": REFERENCE_SOURCE,
 }
 
 
@@ -72,19 +76,20 @@ def test_reused_verdicts_equal_verdicts_graded_alone(tmp_path, cnn_checkpoints, 
     def extra(student, item):
         return record(shared, student)[item]["extra"]
 
-    # Same code once comments and blank lines are gone: every item reused from s1.
+    # The same bytes: every item reused from s1.  Other comments are other bytes: graded again.
     for item in ITEMS:
-        assert extra("s2_recommented", item).get("reused_from") == "s1_reference", item
-        assert extra("s2_recommented", item)["reuse"] == "exact"
+        assert extra("s7_copy", item).get("reused_from") == "s1_reference", item
+        assert extra("s7_copy", item)["reuse"] == "exact"
+        assert extra("s2_recommented", item).get("reuse") != "exact", item
     # Differently written, same function: the 10,000-image pass is not repeated.
     assert extra("s3_keywords", "resnet50_layer4.accuracy")["reuse"] == "probe"
     assert extra("s3_keywords", "resnet50_layer4.accuracy")["reused_from"] == "s1_reference"
     # A model that loads the checkpoint but computes something else is evaluated in full.
     assert "reused_from" not in extra("s5_maxpool_p0", "resnet50_layer4.accuracy")
-    # vgg16_full.py is the same for everyone: evaluated once for the class.
+    # vgg16_full.py is the same for everyone: its 10,000 images are not evaluated again.
     for student in CLASS:
         if student != "s1_reference":
-            assert extra(student, "vgg16.accuracy")["reused_from"] == "s1_reference"
+            assert extra(student, "vgg16.accuracy").get("reuse") in ("exact", "probe"), student
     # What students see is what grading alone gives them, and never names a classmate.
     for student in CLASS:
         student_files = [(shared / "students" / student / name).read_text() for name in ("results.json", "feedback.md")]
@@ -108,23 +113,16 @@ def test_each_run_draws_its_own_secret_probe(tmp_path):
     assert Reuse.open(str(tmp_path / "gone")) is None  # a job whose store is gone grades without reuse
 
 
-def test_files_used_follow_local_imports(tmp_path):
-    (tmp_path / "main.py").write_text("from model import Net\nimport helpers.thing\n")
-    (tmp_path / "model.py").write_text("import torch\nfrom layers import block\n")
-    (tmp_path / "layers.py").write_text("block = 1\n")
-    (tmp_path / "unrelated.py").write_text("x = 2\n")
+def test_the_exact_key_is_the_raw_bytes_of_every_file(tmp_path):
+    cnn = rubric.load(RUBRICS / "cnn_architecture.yaml")
+    store = Reuse.for_run(tmp_path / "state")
+    folders = write_class(tmp_path / "class")
 
-    class Item:
-        class target:
-            file = "main.py"
+    def key(student):
+        return grading.reuse_keys(store, cnn, cnn.select(ITEMS), folders / student, Options())
 
-    assert files_used(Item, tmp_path) == ["layers.py", "main.py", "model.py"]
-
-
-def test_code_digest_ignores_comments_and_layout_but_not_names(tmp_path):
-    a, b, c = tmp_path / "a.py", tmp_path / "b.py", tmp_path / "c.py"
-    a.write_text("def f(x):\n    return x + 1\n")
-    b.write_text("# comment\n\ndef f( x ):   # another\n    return (x + 1)\n")
-    c.write_text("def f(y):\n    return y + 1\n")
-    assert code_digest(a) == code_digest(b)
-    assert code_digest(a) != code_digest(c)  # a renamed attribute can change state_dict keys
+    assert key("s1_reference") == key("s7_copy")
+    assert key("s1_reference") != key("s2_recommented")  # comments are bytes too
+    assert key("s3_keywords") != key("s6_keywords_again")  # and so are blank lines
+    (folders / "s7_copy" / "notes.txt").write_text("a file no item names can still be read by the code\n")
+    assert key("s1_reference") != key("s7_copy")

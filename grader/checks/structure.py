@@ -69,11 +69,13 @@ def run(item: Item, ctx: Context) -> Verdict:
 def credit(item: Item, extra: dict) -> float:
     """Points under the item's credit policy (also used when rescoring): with per_child, each
     missing, extra or wrong block (aligned as diff aligns lines) costs one share."""
-    if not extra["errors"]:
+    n_ref = extra["reference_children"]
+    # Records written before the count of errors was kept: each unmatched place is one error.
+    errors = extra.get("errors", max(n_ref, extra["student_children"]) - extra["matched"])
+    if not errors:
         return item.points
     if item.credit == "per_child":
-        n_ref = extra["reference_children"]
-        return round(item.points * max(0, n_ref - extra["errors"]) / max(1, n_ref), 4)
+        return round(item.points * max(0, n_ref - errors) / max(1, n_ref), 4)
     return 0.0
 
 
