@@ -155,10 +155,13 @@ def _colab_notebook() -> dict:
 
 # -- saving ---------------------------------------------------------------------------
 
-# Classic Notebook has IPython.notebook; JupyterLab and Notebook 7 have a save button bound
-# to docmanager:save, which acts on the notebook the cell runs in.
+# Classic Notebook has Jupyter.notebook (and IPython.notebook); JupyterLab and Notebook 7 run
+# this output when it comes from the running session, and their save button is bound to
+# docmanager:save, which acts on the notebook the cell runs in.  Where ipylab is installed,
+# its front-end object runs docmanager:save directly (as otter-grader does).
 _SAVE_JS = """
-if (window.IPython && IPython.notebook) { IPython.notebook.save_checkpoint(); }
+var nb = (window.Jupyter && Jupyter.notebook) || (window.IPython && IPython.notebook);
+if (nb) { nb.save_checkpoint(); }
 else { var b = document.querySelector('[data-command="docmanager:save"]'); if (b) { b.click(); } }
 """
 
@@ -185,6 +188,12 @@ def _save_in_page(path: Path, wait_s: float) -> bool:
 
     before = path.stat().st_mtime_ns
     handle = display(Javascript(_SAVE_JS), display_id=True)
+    try:
+        import ipylab  # type: ignore[import-not-found]
+
+        ipylab.JupyterFrontEnd().commands.execute("docmanager:save")
+    except Exception:  # not installed, or no JupyterLab page behind this kernel
+        pass
     try:
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.conftest import REFERENCE, SKELETONS
-from tests.notebooks import RUBRIC
+from tests.test_notebook_session import student_rubric
 
 jupyter_client = pytest.importorskip("jupyter_client", reason="jupyter_client is not installed (the test extra "
                                      "installs it): no kernel to run a notebook in")
@@ -27,24 +27,6 @@ pytest.importorskip("ipykernel", reason="ipykernel is not installed (the test ex
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLIC = ["ThreeLayerConvNet.shape", "ThreeLayerConvNet.params"]
-
-
-def student_rubric() -> dict:
-    """The course's rubric with two public items that need no reference, and two hidden ones."""
-    course = yaml.safe_load(RUBRIC.read_text())
-    items = {i["id"]: i for i in course["items"]}
-    target = {"file": "PyTorch.ipynb", "name": "ThreeLayerConvNet", "args": [3, 12, 8, 10]}
-    params = 3 * 12 * 25 + 12 + 12 * 8 * 9 + 8 + 8 * 32 * 32 * 10 + 10
-    public = [
-        {"id": "ThreeLayerConvNet.shape", "title": "Q3-4 ThreeLayerConvNet output shape", "points": 5,
-         "check": "output_shape", "target": target, "inputs": [[4, 3, 32, 32]], "expected": [4, 10]},
-        {"id": "ThreeLayerConvNet.params", "title": "Q3 ThreeLayerConvNet parameter count", "points": 5,
-         "check": "param_count", "target": target, "expected": params},
-    ]
-    hidden = [{**items["three_layer_convnet"], "visibility": "hidden"},
-              {**items["challenge.accuracy"], "visibility": "hidden"}]
-    keep = ("assignment", "title", "files", "data", "limits", "notebook")
-    return {**{k: course[k] for k in keep}, "items": public + hidden}
 
 
 def student_folder(tmp_path: Path, source: Path, notebook_name: str, checkpoint: bool) -> Path:
@@ -206,14 +188,25 @@ def test_the_skeleton_fails_each_item_with_its_reason_and_mistakes_are_messages(
     assert "the notebook changed after this check" in log
 
 
-def test_no_notebook_is_a_message_not_a_traceback(tmp_path, kernel_in):
-    folder = tmp_path / "empty"
+def test_which_notebook_is_a_message_until_vs_code_names_it(tmp_path, kernel_in):
+    folder = tmp_path / "two"
     folder.mkdir()
-    kernel = kernel_in(folder, "")
+    for name in ("draft.ipynb", "final.ipynb"):
+        (folder / name).write_bytes((SKELETONS / "pytorch_basics" / "PyTorch.ipynb").read_bytes())
+    (folder / "pytorch_basics.yaml").write_text(yaml.safe_dump(student_rubric(), sort_keys=False))
+    kernel = kernel_in(folder, "")  # not started by a Jupyter server
     reply, outputs = kernel.run("import grader\nr = grader.check()\nz = grader.export()\nprint(r.passed, z)")
     no_traceback(reply, outputs)
     message = json.dumps([o.get("data", {}) for o in outputs])
-    assert "could not tell which notebook this is: name it, as in grader.check(notebook=\\\"PyTorch.ipynb\\\")" \
-        in message
+    assert (f"could not tell which notebook this is (2 notebooks in {folder}): name it, as in "
+            f"grader.check(notebook=\\\"PyTorch.ipynb\\\")") in message
     assert stdout(outputs).splitlines()[-1] == "False None"
     assert "grader.export: could not tell which notebook this is" in stdout(outputs)
+
+    # VS Code names the notebook in its namespace; it cannot be asked to save, and says so.
+    reply, outputs = kernel.run(f"__vsc_ipynb_file__ = {str(folder / 'final.ipynb')!r}\n"
+                                "r = grader.check('ThreeLayerConvNet.shape')")
+    no_traceback(reply, outputs)
+    [(text, _)] = tables(outputs)
+    assert "checking final.ipynb as last saved (" in text and "VS Code cannot be asked to save" in text
+    assert "FAIL         0/5  ThreeLayerConvNet.shape" in text
