@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import shutil
+import sys
 import tempfile
 import time
 import zipfile
@@ -81,11 +82,22 @@ class CheckResult:
 
 
 _last: dict = {}  # the last check of this kernel, for export()
+# A notebook keeps its grader.check() cells when handed in: while it is graded they do nothing
+# (no check inside the check, no zip), and an `assert r.passed` after them does not fail the cell.
+_GRADED = "not checked: this notebook is being graded"
+
+
+def while_graded() -> bool:
+    """True in the isolated process that runs a submission's code (grader.sandbox)."""
+    guard = sys.modules.get("grader.sandbox.guard")
+    return getattr(guard, "_policy", None) is not None
 
 
 def check(what: str | None = None, *, notebook: str | None = None, rubric: str | None = None,
           save: bool = True, show: bool = True) -> CheckResult:
     """Grade the public items of this notebook (or those of one section or item) and show them."""
+    if while_graded():
+        return CheckResult(passed=True, message=_GRADED)
     result = _check(what, notebook, rubric, save)
     _finish(result, show)
     return result
@@ -312,6 +324,8 @@ def export(path: str | None = None, *, notebook: str | None = None, rubric: str 
            save: bool = True) -> str | None:
     """Write <assignment>-submission.zip next to the notebook: the notebook, the other files to
     hand in (challenge.pt when there), and check.txt, the log of the last check; print what is in it."""
+    if while_graded():
+        return None
     try:
         found = notebook_session.find(notebook)
         full = _rubric(rubric, found.folder)

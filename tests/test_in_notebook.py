@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from tests.conftest import REFERENCE, SKELETONS
+from tests.notebooks import variant
 from tests.test_notebook_session import student_rubric
 
 jupyter_client = pytest.importorskip("jupyter_client", reason="jupyter_client is not installed (the test extra "
@@ -29,9 +30,16 @@ ROOT = Path(__file__).resolve().parents[1]
 PUBLIC = ["ThreeLayerConvNet.shape", "ThreeLayerConvNet.params"]
 
 
+# Students keep their check cells in the notebook they hand in: while graded, they do nothing.
+CHECK_CELL = "import grader\nr = grader.check()\nassert r.passed, r\nassert grader.export() is None\n"
+
+
 def student_folder(tmp_path: Path, source: Path, notebook_name: str, checkpoint: bool) -> Path:
     folder = tmp_path / "work"
     folder.mkdir()
+    if source == REFERENCE / "pytorch_basics":
+        variant(tmp_path / "reference", insert=[("def three_layer_convnet(", CHECK_CELL)], checkpoint=True)
+        source = tmp_path / "reference"
     (folder / notebook_name).write_bytes((source / "PyTorch.ipynb").read_bytes())
     if checkpoint:
         (folder / "challenge.pt").write_bytes((source / "challenge.pt").read_bytes())
@@ -150,6 +158,7 @@ def test_the_reference_checks_in_a_kernel_and_exports_the_zip(tmp_path, kernel_i
     with zipfile.ZipFile(out) as archive:
         assert sorted(archive.namelist()) == ["PyTorch.ipynb", "challenge.pt", "check.txt"]
         assert archive.read("PyTorch.ipynb") == (folder / "PyTorch.ipynb").read_bytes()
+        assert CHECK_CELL.splitlines()[1] in archive.read("PyTorch.ipynb").decode()
         log = archive.read("check.txt").decode()
     assert "score: 5/5" in log and "selection: ThreeLayerConvNet.params" in log
     assert "PASS   5/5  ThreeLayerConvNet.params" in log
