@@ -36,8 +36,8 @@ from grader.rubric import Rubric, RubricError
 
 _WIDTH = 110
 # pre-wrap: the table (at most _WIDTH characters) keeps its lines; a long note wraps instead of scrolling.
-_PRE = ("<pre style=\"white-space:pre-wrap;line-height:1.25;font-family:Menlo,'DejaVu Sans Mono',"
-        "consolas,'Courier New',monospace\">{code}</pre>")
+_PRE = ("<pre style=\"white-space:pre-wrap;word-break:normal;overflow-wrap:normal;line-height:1.15;"
+        "font-family:Menlo,'DejaVu Sans Mono',consolas,'Courier New',monospace\">{code}</pre>")
 
 
 class CheckError(Exception):

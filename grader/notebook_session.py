@@ -7,8 +7,8 @@ A kernel does not know its notebook.  Each front end says it its own way:
 - VS Code: `__vsc_ipynb_file__` in the notebook's namespace;
 - Jupyter Server (JupyterLab, Notebook 7): `JPY_SESSION_NAME` in the kernel's environment,
   which ipykernel also puts in the namespace as `__session__`;
-- an older classic Notebook server: its sessions API (`/api/sessions`) names the notebook of
-  the kernel whose connection file this kernel was started with;
+- else the running Jupyter servers (their records in Jupyter's runtime folder): the sessions
+  API (`/api/sessions`) of the one that started this kernel names its notebook;
 - else the only notebook in the working folder.
 
 Saving: a classic Notebook or JupyterLab page runs a save command sent as Javascript output,
@@ -132,15 +132,19 @@ def _from_server_sessions() -> Path | None:
 
 
 def _running_servers() -> list[dict]:
+    """The servers' own records (jpserver-*.json, nbserver-*.json in Jupyter's runtime folder): read
+    directly, since the kernel's environment need not have the server's package installed."""
+    try:
+        from jupyter_core.paths import jupyter_runtime_dir
+    except ImportError:
+        return []
     servers = []
-    for module, attribute in (("jupyter_server.serverapp", "list_running_servers"),
-                              ("notebook.notebookapp", "list_running_servers")):
+    for record in sorted(Path(jupyter_runtime_dir()).glob("*server-*.json")):
         try:
-            listing = getattr(__import__(module, fromlist=[attribute]), attribute)
-            servers += list(listing())
-        except Exception:
+            servers.append(json.loads(record.read_text()))
+        except (OSError, ValueError):
             continue
-    return servers
+    return [s for s in servers if isinstance(s, dict) and isinstance(s.get("url"), str)]
 
 
 def _colab_notebook() -> dict:

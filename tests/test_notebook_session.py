@@ -113,9 +113,14 @@ def test_a_jupyter_server_names_the_notebook_of_this_kernel(tmp_path, monkeypatc
     try:
 
         monkeypatch.setattr(ipykernel_connect, "get_connection_file", lambda: "/run/kernel-abc-123.json")
-        servers = [{"url": url, "token": "wrong", "root_dir": str(tmp_path)},  # refused: the next one answers
-                   {"url": url, "token": "secret", "root_dir": str(tmp_path / "course")}]
-        monkeypatch.setattr(notebook_session, "_running_servers", lambda: servers)
+        # The servers' records in Jupyter's runtime folder: a stale one whose token is refused, then ours.
+        runtime = tmp_path / "runtime"
+        runtime.mkdir()
+        (runtime / "jpserver-11.json").write_text(json.dumps({"url": url, "token": "old", "root_dir": str(tmp_path)}))
+        (runtime / "nbserver-12.json").write_text(json.dumps({"url": url, "token": "secret",
+                                                             "notebook_dir": str(tmp_path / "course")}))
+        (runtime / "jpserver-13.json").write_text("{not json")
+        monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime))
         monkeypatch.delenv("GRADER_NOTEBOOK", raising=False)
         monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
         monkeypatch.chdir(tmp_path)
