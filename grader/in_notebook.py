@@ -30,6 +30,8 @@ from pathlib import Path
 from rich.console import Console
 
 from grader import assignments, grading, notebook_session, report
+from grader.checks.base import Options
+from grader.device import resolve
 from grader.notebook import cell_sections, python_source, read_cells
 from grader.results import GradeReport
 from grader.rubric import Rubric, RubricError
@@ -67,9 +69,6 @@ class CheckResult:
 
     def _repr_html_(self) -> str:
         return self.html
-
-    def _repr_markdown_(self) -> str:
-        return "```text\n" + self.text + "\n```"
 
     def _ipython_display_(self) -> None:
         """Shown once: check() shows it, so `grader.check()` as a cell's last line is not shown twice."""
@@ -113,9 +112,6 @@ def _check(what, notebook, rubric_arg, save) -> CheckResult:
         with tempfile.TemporaryDirectory(prefix="grader-check-") as tmp:
             folder = stage(found, full, Path(tmp) / full.assignment)
             selected = select(public, what, folder)
-            from grader.checks.base import Options
-            from grader.device import resolve
-
             with _progress() as progress:
                 graded = grading.grade(folder, public, Options(device=resolve("auto")), items=selected,
                                        on_progress=progress)
@@ -206,12 +202,17 @@ def _notebook_name(found: notebook_session.Found, rubric: Rubric) -> str:
 # -- the submission, as a folder ------------------------------------------------------
 
 
-def hand_in_files(rubric: Rubric, folder: Path, notebook_name: str) -> dict[str, Path]:
-    """The rubric's other files and the checkpoints its items read, where the student has them."""
+def hand_in_names(rubric: Rubric, notebook_name: str) -> list[str]:
+    """The rubric's other files and the checkpoints its items read."""
     names = [f for f in rubric.files if f != notebook_name and not f.endswith(".ipynb")]
     names += [i.checkpoint for i in rubric.items if getattr(i, "checkpoint", None)]
+    return list(dict.fromkeys(names))
+
+
+def hand_in_files(rubric: Rubric, folder: Path, notebook_name: str) -> dict[str, Path]:
+    """Those of hand_in_names the student has beside the notebook."""
     out = {}
-    for name in dict.fromkeys(names):
+    for name in hand_in_names(rubric, notebook_name):
         path = folder / name
         if path.is_file() and not path.is_symlink():  # a link is never followed, as in `grader check`
             out[name] = path
@@ -344,6 +345,9 @@ def export(path: str | None = None, *, notebook: str | None = None, rubric: str 
         return None
     lines = ([saved] if saved else []) + [f"wrote {out}, to hand in:"]
     lines += [f"  {rel}  ({_size(len(data))})" for rel, data in members.items()]
+    missing = [n for n in hand_in_names(full, name) if n not in members]
+    if missing:
+        lines.append(f"not beside the notebook, so not in the zip: {', '.join(missing)}")
     if not _last.get("result") or _last["result"].error:
         lines.append("no check was run in this session: run grader.check() to see your public results")
     print("\n".join(lines))

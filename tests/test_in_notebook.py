@@ -155,6 +155,7 @@ def test_the_reference_checks_in_a_kernel_and_exports_the_zip(tmp_path, kernel_i
     out = folder / "pytorch_basics-submission.zip"
     printed = stdout(outputs)
     assert f"wrote {out}, to hand in:" in printed and "challenge.pt  (4.5 MB)" in printed
+    assert "not beside the notebook" not in printed
     with zipfile.ZipFile(out) as archive:
         assert sorted(archive.namelist()) == ["PyTorch.ipynb", "challenge.pt", "check.txt"]
         assert archive.read("PyTorch.ipynb") == (folder / "PyTorch.ipynb").read_bytes()
@@ -193,6 +194,7 @@ def test_the_skeleton_fails_each_item_with_its_reason_and_mistakes_are_messages(
     with zipfile.ZipFile(folder / "pytorch_basics-submission.zip") as archive:
         assert sorted(archive.namelist()) == ["PyTorch.ipynb", "check.txt"]
         log = archive.read("check.txt").decode()
+    assert "not beside the notebook, so not in the zip: challenge.pt" in stdout(outputs)
     assert "score: 0/10" in log and "FAIL   0/5  ThreeLayerConvNet.shape" in log
     assert "the notebook changed after this check" in log
 
