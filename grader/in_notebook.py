@@ -93,16 +93,21 @@ def while_graded() -> bool:
 
 
 def check(what: str | None = None, *, notebook: str | None = None, rubric: str | None = None,
-          save: bool = True, show: bool = True) -> CheckResult:
-    """Grade the public items of this notebook (or those of one section or item) and show them."""
+          save: bool = True, show: bool = True, train: bool = True,
+          train_budget: float | None = None) -> CheckResult:
+    """Grade the public items of this notebook (or those of one section or item) and show them.
+
+    train, train_budget: as `grader check --train/--no-train --train-budget S`, for an accuracy
+    item whose checkpoint is not there (the challenge without challenge.pt)."""
     if while_graded():
         return CheckResult(passed=True, message=_GRADED)
-    result = _check(what, notebook, rubric, save)
+    options = Options(device=resolve("auto"), train_if_missing=train, train_budget_s=train_budget)
+    result = _check(what, notebook, rubric, save, options)
     _finish(result, show)
     return result
 
 
-def _check(what, notebook, rubric_arg, save) -> CheckResult:
+def _check(what, notebook, rubric_arg, save, options: Options) -> CheckResult:
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     try:
         found = notebook_session.find(notebook)
@@ -113,9 +118,10 @@ def _check(what, notebook, rubric_arg, save) -> CheckResult:
             folder = stage(found, full, Path(tmp) / full.assignment)
             selected = select(public, what, folder)
             with _progress() as progress:
-                graded = grading.grade(folder, public, Options(device=resolve("auto")), items=selected,
+                graded = grading.grade(folder, public, options, items=selected,
                                        on_progress=progress)
             digest = _digest(folder / _notebook_name(found, full))
+        _in_student_folder(graded, folder, found.folder)
         graded.submission = _name(found)
         result = CheckResult(score=graded.score, max_score=graded.max_score,
                              statuses={r.id: r.status for r in graded.results}, passed=graded.all_passed,
@@ -129,6 +135,17 @@ def _check(what, notebook, rubric_arg, save) -> CheckResult:
     except Exception as e:  # a grader bug: said in one line, the notebook goes on
         return _failed(f"the check itself failed ({type(e).__name__}: {e}); `grader check --public .` in a "
                        f"terminal gives the same verdicts", started)
+
+
+def _in_student_folder(graded: GradeReport, copy: Path, folder: Path) -> None:
+    """Messages name the student's folder, not the temporary copy that was graded (and is gone)."""
+    def real(text):
+        return text.replace(str(copy), str(folder)) if isinstance(text, str) else text
+
+    for r in graded.results:
+        r.message, r.where, r.details = real(r.message), real(r.where), [real(d) for d in r.details]
+    graded.notes = [real(n) for n in graded.notes]
+    graded.problems = [{k: real(v) for k, v in p.items()} for p in graded.problems]
 
 
 def _failed(message: str, started: str) -> CheckResult:

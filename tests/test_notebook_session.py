@@ -142,3 +142,21 @@ def test_a_session_name_is_absolute_or_relative_to_the_kernels_folder(tmp_path, 
     monkeypatch.setenv("GRADER_NOTEBOOK", "missing.ipynb")
     with pytest.raises(notebook_session.NotebookNotFound, match="no notebook .*missing.ipynb \\(GRADER_NOTEBOOK\\)"):
         notebook_session.find()
+
+
+def test_an_untrained_challenge_is_skipped_with_a_command_on_the_students_folder(tmp_path, monkeypatch):
+    """grader.check(train=False) is `grader check --no-train`; the message names the student's
+    folder, not the temporary copy the check graded."""
+    rubric = student_rubric()
+    for item in rubric["items"]:
+        item["visibility"] = "visible" if item["id"] == "challenge.accuracy" else "hidden"
+    (tmp_path / "PyTorch.ipynb").write_bytes((REFERENCE / "pytorch_basics" / "PyTorch.ipynb").read_bytes())
+    (tmp_path / "pytorch_basics.yaml").write_text(yaml.safe_dump(rubric, sort_keys=False))
+    monkeypatch.setenv("GRADER_NOTEBOOK", str(tmp_path / "PyTorch.ipynb"))
+
+    result = in_notebook.check("challenge", train=False, show=False)
+    assert result.statuses == {"challenge.accuracy": "skipped"}
+    message = result.report.results[0].message
+    assert message == ("no challenge.pt in the submission and training is off: hand in the trained weights, or run "
+                       f"`grader train {tmp_path} --item challenge.accuracy`")
+    assert "grader-check-" not in result.text + result.html
