@@ -185,7 +185,9 @@ def checked_alone(folders: list[Path], rubric_path: Path, items: list[str] | Non
 
 
 def without_time(results: dict) -> dict:
-    return {k: v for k, v in results.items() if k != "execution_time"}
+    """The verdicts: not how long grading took, nor the batch's record of the run (extra_data:
+    provenance, late policy, overrides), which `grader check` alone has no class to say."""
+    return {k: v for k, v in results.items() if k not in ("execution_time", "extra_data")}
 
 
 def run_batch(download: Path, rubric_path: Path, out: Path, items: list[str] | None, options: Options, reuse: bool):

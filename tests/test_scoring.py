@@ -188,12 +188,14 @@ def test_submission_times_from_names_metadata_and_zip_dates(tmp_path):
 
     from grader.batch import intake, submissions, unpack
 
-    root = tmp_path / "bb"
-    root.mkdir()
-    (root / "HW1_jdoe_attempt_2026-03-02-09-30-00_net.py").write_text("x = 1\n")
-    (root / "smithjohn_LATE_2345_6789_net.py").write_text("x = 1\n")
-    found = intake.find(root, ["net.py"], tmp_path / "state")
-    info = {s.id: submissions.describe(s, found.layout) for s in found.submissions}
+    # One LMS per download (intake never lets one student's file name claim another LMS's layout).
+    info = {}
+    for lms, name in (("bb", "HW1_jdoe_attempt_2026-03-02-09-30-00_net.py"), ("canvas", "smithjohn_LATE_2345_6789_net.py")):
+        root = tmp_path / lms
+        root.mkdir()
+        (root / name).write_text("x = 1\n")
+        found = intake.find(root, ["net.py"], tmp_path / f"state-{lms}")
+        info.update({s.id: submissions.describe(s, found.layout) for s in found.submissions})
     assert info["jdoe"]["time"] == "2026-03-02T09:30:00" and info["jdoe"]["time_source"] == "Blackboard attempt time"
     assert info["2345"]["late_marker"] and info["2345"]["identity"]["canvas_id"] == "2345"
     assert info["2345"]["identity"]["name"] == "smithjohn"  # without intake's " (late)"

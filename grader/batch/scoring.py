@@ -123,7 +123,8 @@ class Scorer:
         old = record.get("report") or {}
         report = GradeReport(assignment=self.rubric.assignment, submission=old.get("submission", ""), results=results,
                              seconds=old.get("seconds", 0.0), isolation=old.get("isolation") or {},
-                             notes=list(old.get("notes") or []), output=old.get("output", ""))
+                             notes=list(old.get("notes") or []), output=old.get("output", ""),
+                             problems=list(old.get("problems") or []))
         return report, stale
 
     def finish(self, record: dict, *, fresh: bool = False, info: dict | None = None) -> dict:
