@@ -173,7 +173,7 @@ class Schedule:
 
     def images(self, images: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
         n, s = self.total, len(self.subset)
-        source = torch.where(slots < n, slots, self.subset[(slots - n) % max(s, 1)])
+        source = torch.where(slots < n, slots, self.subset[(slots - n) % s]) if s else slots
         batch = images[source].clone()
         flipped = (slots >= n) & (slots < n + s)
         shifted = slots >= n + s
