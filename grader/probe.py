@@ -16,7 +16,6 @@ device) in the batch's private reuse store, computed once for the class.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import time
 from pathlib import Path
@@ -33,11 +32,12 @@ SOURCE = "reference solution"  # what the instructor's record names as where pre
 
 
 class Probe:
-    """The reference model with the student's checkpoint, and its class scores (computed lazily)."""
+    """The reference model with the student's checkpoint (built when first needed), and its class
+    scores: read from the run's store when an earlier student's evaluation computed them."""
 
-    def __init__(self, model: torch.nn.Module, images: torch.Tensor, normalize, options, store, key: str,
-                 calls: int, on_spent=None):
-        self.model = model
+    def __init__(self, build, images: torch.Tensor, normalize, options, store, key: str, calls: int,
+                 on_spent=None):
+        self.build = build  # () -> the reference model with the checkpoint loaded, or None
         self.images = images
         self.mean, self.std = normalize
         self.options = options
@@ -46,24 +46,31 @@ class Probe:
         self.calls = calls  # how many of the student's calls must agree
         self.on_spent = on_spent or (lambda seconds: None)  # the grader's own time, not the student's
         self._full: torch.Tensor | None = store.trusted(key)
+        self._model = None
+        self._unusable = False
 
-    def _scores(self, indices: torch.Tensor) -> torch.Tensor:
-        started = time.monotonic()
-        try:
-            return evaluate.predict(self.model, self.images, self.mean, self.std, device=self.options.device,
-                                    batch_size=self.options.batch_size, precision=self.options.precision,
-                                    indices=indices, return_logits=True)
-        finally:
-            self.on_spent(time.monotonic() - started)
+    def _scores(self, indices: torch.Tensor) -> torch.Tensor | None:
+        if self._model is None and not self._unusable:
+            self._model = self.build()
+            self._unusable = self._model is None
+        if self._unusable:
+            return None
+        return evaluate.predict(self._model, self.images, self.mean, self.std, device=self.options.device,
+                                batch_size=self.options.batch_size, precision=self.options.precision,
+                                indices=indices, return_logits=True)
 
     def agrees(self, indices: torch.Tensor, scores: torch.Tensor) -> bool:
         if len(indices) == 0:
             return True
+        started = time.monotonic()
         theirs = self._full[indices] if self._full is not None else self._scores(indices)
-        return theirs.shape == scores.shape and torch.equal(theirs.argmax(1), scores.argmax(1)) and \
+        self.on_spent(time.monotonic() - started)
+        return theirs is not None and theirs.shape == scores.shape and \
+            torch.equal(theirs.argmax(1), scores.argmax(1)) and \
             torch.allclose(theirs, scores.float(), atol=PROBE_ATOL, rtol=PROBE_RTOL)
 
     def predictions(self) -> torch.Tensor:
+        """The reference's class for every image (asked only after agrees() said yes throughout)."""
         if self._full is None:
             started = time.monotonic()
             with self.store.computing(self.key):  # one worker computes, the others wait and read
@@ -80,39 +87,33 @@ def probe_calls(total_calls: int) -> int:
     return 2 + secrets.randbelow(max(1, total_calls // 4 - 1))
 
 
-def for_item(ctx, item, checkpoint: Path, images: torch.Tensor, spec, total_calls: int) -> Probe | None:
-    """The probe for an accuracy item, or None when the reference cannot stand in (no reference,
-    a checkpoint that does not load into it, no reuse store)."""
+def for_item(ctx, item, checkpoint: Path, data, spec, total_calls: int) -> Probe | None:
+    """The probe for an accuracy item, or None (no reference, no reuse store, too few calls).
+    A reference that cannot be built, or a checkpoint that does not load into it, makes every
+    comparison fail: the student's model is then evaluated in full."""
     reference, store = ctx.reference, ctx.reuse
     if reference is None or store is None or total_calls < 3:
         return None
     t = item.target
-    try:
-        model = reference.build(t.file, t.name, t.args, t.kwargs, seed=0, section=t.section)
-        state, _ = checkpoints.read_state_dict(str(checkpoint))
-        if not isinstance(model, torch.nn.Module) or not checkpoints.fit(model, state)["ok"]:
+
+    def build() -> torch.nn.Module | None:
+        try:
+            model = reference.build(t.file, t.name, t.args, t.kwargs, seed=0, section=t.section)
+            state, _ = checkpoints.read_state_dict(str(checkpoint))  # weights only, never unpickled code
+            if not isinstance(model, torch.nn.Module) or not checkpoints.fit(model, state)["ok"]:
+                return None
+        except Exception:
             return None
-    except Exception:  # a reference that cannot be built, a checkpoint it cannot read: no reuse
-        return None
-    model.eval()
+        return model.eval()
+
     key = combine({"reference": tree(reference.folder, store.hashes), "target": t.model_dump(mode="json"),
                    "checkpoint": store.hashes.of(checkpoint), "data": spec.model_dump(mode="json"),
-                   "images": _identity(images), "precision": ctx.options.precision,
-                   "device": ctx.options.device, "grader": grader_version()})
+                   "images": [store.hashes.of(Path(data.images.path)), list(data.images.shape)],
+                   "precision": ctx.options.precision, "device": ctx.options.device, "grader": grader_version()})
 
     def credit(seconds: float) -> None:  # the grader's own work does not use up the student's time
         if getattr(ctx.student, "deadline", None) is not None:
             ctx.student.deadline += seconds
 
-    return Probe(model, images, (spec.normalize.mean, spec.normalize.std), ctx.options, store, key,
+    return Probe(build, data.images.open(), (spec.normalize.mean, spec.normalize.std), ctx.options, store, key,
                  probe_calls(total_calls), credit)
-
-
-def _identity(images: torch.Tensor) -> str:
-    """The test images' shape and a digest of their bytes (the data set, not where it lies)."""
-    h = hashlib.sha256(str(tuple(images.shape)).encode())
-    flat = images.reshape(-1)
-    step = 1 << 24
-    for start in range(0, flat.numel(), step):
-        h.update(flat[start:start + step].numpy().tobytes())
-    return h.hexdigest()

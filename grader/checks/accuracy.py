@@ -121,7 +121,7 @@ def run(item: Item, ctx: Context) -> Verdict:
         outcome = _evaluate(ctx, item, built["handle"], data, spec, None if trains else path)
     except evaluate.BadReply as e:
         ctx.release(built)
-        return Verdict.zero(str(e), extra={"failure": "reply"})
+        return Verdict.zero(str(e))
     ctx.release(built)
     verdict = judge(item, outcome.predictions, data, notes, ctx.options.precision)
     if outcome.probe_matched:  # the instructor's record says so; a student's results never do
@@ -145,7 +145,7 @@ def _evaluate(ctx: Context, item: Item, handle: int, data, spec, checkpoint) -> 
     classes = len(data.classes)
     image_bytes = int(images[0].numel()) if len(images) else 1
     schedule = evaluate.Schedule.draw(len(images), image_bytes, ctx.options.device, ctx.options.batch_size)
-    checker = probe.for_item(ctx, item, checkpoint, images, spec, len(schedule.calls())) \
+    checker = probe.for_item(ctx, item, checkpoint, data, spec, len(schedule.calls())) \
         if checkpoint is not None and ctx.reuse is not None else None
     budget = _predict_timeout(ctx, item, len(schedule.order))
     spent = 0.0
