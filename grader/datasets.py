@@ -7,9 +7,12 @@ Sources, in the order they are looked for:
   3. for CIFAR-10 only, a balanced sample of the real test set shipped in the package,
      so that everything works offline (accuracy then comes with a 95% interval).
 
-Decoded images go to <cache>/arrays/KEY.u8, raw (N, C, H, W) uint8, which student
-processes map read-only.  Labels go to <cache>/labels/KEY.npy, a folder student
-processes cannot read: accuracy is computed by the grader alone.
+Decoded images go to raw (N, C, H, W) uint8 files: training images to
+<cache>/arrays/KEY.u8, which student processes map read-only (training labels are
+not secret), test images to <cache>/test/KEY.u8, which no student process is given:
+the grader sends them in batches in a secret order (grader.evaluate).  Labels go to
+<cache>/labels/KEY.npy, a folder student processes cannot read: accuracy is computed
+by the grader alone.
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ class DataNotFound(GraderError):
 
 @dataclass
 class LabelledImages:
-    images: ImageArray  # what the student's process may read
+    images: ImageArray  # training images: the student's process may read them; test images: the grader only
     labels: torch.Tensor  # stays in the grader
     classes: list[str]
     source: str
@@ -85,6 +88,14 @@ def cache_root() -> Path:
 def arrays_dir() -> Path:
     """The only cache folder a student's process may read."""
     path = cache_root() / "arrays"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def test_arrays_dir() -> Path:
+    """Decoded test images: read by the grader only (image folders and the embedded sample are
+    decoded class by class, so their order alone would give the labels away)."""
+    path = cache_root() / "test"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -113,7 +124,8 @@ def load(spec: DataSpec, data_dir=None, *, download: bool = False, allow_sample:
             failed_download = e
     if spec.dataset == "cifar10" and spec.split == "test" and allow_sample and SAMPLE_ZIP.exists():
         found = _cached(("sample", _file_digest(SAMPLE_ZIP), spec.image_size), lambda: _decode_zip(SAMPLE_ZIP, spec),
-                        "a 3,000-image sample of the CIFAR-10 test set shipped with grader", is_sample=True)
+                        "a 3,000-image sample of the CIFAR-10 test set shipped with grader", is_sample=True,
+                        secret=True)
         if failed_download is not None:
             found.source += " (the download failed: offline?)"
         return found
@@ -163,19 +175,24 @@ def _find_in(root: Path, spec: DataSpec) -> LabelledImages | None:
     kind, folder = found
     if kind == "cifar10-py":
         return _cached(("cifar10-py", str(folder.resolve()), spec.split, tree_stamp(folder), spec.image_size),
-                       lambda: _decode_cifar_batches(folder, spec), f"CIFAR-10 {spec.split} set ({folder})")
+                       lambda: _decode_cifar_batches(folder, spec), f"CIFAR-10 {spec.split} set ({folder})",
+                       secret=spec.split == "test")
     return _cached(("folder", str(folder.resolve()), tree_stamp(folder), spec.image_size),
-                   lambda: _decode_folder(folder, spec), f"image folder {folder}")
+                   lambda: _decode_folder(folder, spec), f"image folder {folder}", secret=spec.split == "test")
 
 
 def _file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def _cached(key_parts, decode, source: str, is_sample: bool = False) -> LabelledImages:
+def _cached(key_parts, decode, source: str, is_sample: bool = False, secret: bool = False) -> LabelledImages:
     key = hashlib.sha256(json.dumps(key_parts, default=str).encode()).hexdigest()[:20]
-    images_path = arrays_dir() / f"{key}.u8"
-    meta_path = arrays_dir() / f"{key}.json"
+    folder = test_arrays_dir() if secret else arrays_dir()
+    if secret:  # a cache from before test images were kept from students: not left where they can read
+        for stale in (arrays_dir() / f"{key}.u8", arrays_dir() / f"{key}.json"):
+            stale.unlink(missing_ok=True)
+    images_path = folder / f"{key}.u8"
+    meta_path = folder / f"{key}.json"
     labels_dir = cache_root() / "labels"
     labels_path = labels_dir / f"{key}.npy"
     if not (images_path.exists() and meta_path.exists() and labels_path.exists()):

@@ -1,14 +1,20 @@
-"""Batched prediction at the speed of a bare forward pass.
+"""Batched prediction at the speed of a bare forward pass, in an order only the grader knows.
 
-The test set is one uint8 tensor (N, C, H, W), memory-mapped from the cache and
-shared by every student's process.  Each batch is converted and normalised on the
-device in one fused step; there is no per-image Python or PIL work, and only the
-predicted class (or, for a probe, the logits) leaves the student's process.
+The test set is one uint8 tensor (N, C, H, W) that stays in the grader.  For each
+evaluation the grader draws a secret order (seeded from the OS), cuts it into calls
+of a few hundred images, and sends each call's images to the student's process as a
+plain uint8 tensor: no file, no path, no index.  There each batch is converted and
+normalised on the device in one fused step (no per-image Python or PIL work) and only
+class scores come back, which the grader checks (one finite row per image) and maps
+back to the data set's order.  A few images are also sent flipped and shifted by one
+pixel, shuffled among the others: a model that recognises the public test images
+rather than what they show fails on those (grader.checks.accuracy flags it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,3 +116,145 @@ def _check_logits(logits, batch: int) -> None:
             f"the model returned shape {list(logits.shape)} for a batch of {batch} images; "
             f"expected [{batch}, number of classes]"
         )
+
+
+# -- the grader's side: a secret order, in batches, with nothing that says which image is which ----------
+
+
+class BadReply(Exception):
+    """The student's process answered a batch with something that is not one answer per image."""
+
+
+# Every evaluation is cut into at least this many calls, so that a probe (grader.probe) is a few
+# ordinary calls among many; a call carries at most MAX_CHUNK_BYTES of images.
+MIN_CALLS = 16
+MAX_CHUNK_BYTES = 16 << 20
+TRANSFORMED = 256  # images also shown flipped and shifted, for the lookup check
+LOGITS_LIMIT = 1024  # most class scores per image a reply may carry (beyond the data set's classes)
+
+
+def secret_generator() -> torch.Generator:
+    """A generator seeded from the OS, never from anything the student's process can see."""
+    return torch.Generator().manual_seed(int.from_bytes(os.urandom(8), "little") >> 1)
+
+
+def flip(batch: torch.Tensor) -> torch.Tensor:
+    return batch.flip(-1)
+
+
+def shift(batch: torch.Tensor) -> torch.Tensor:
+    """One pixel to the right, the first column repeated."""
+    out = batch.clone()
+    out[..., 1:] = batch[..., :-1]
+    return out
+
+
+@dataclass
+class Schedule:
+    """One evaluation's secret order.  Slot v of `order` is image v (v < N), the flip of
+    subset[v - N], or the one-pixel shift of subset[v - N - S]; all are shuffled together."""
+
+    total: int
+    subset: torch.Tensor
+    order: torch.Tensor
+    chunk: int
+
+    @classmethod
+    def draw(cls, total: int, image_bytes: int, device: str, batch_size: int | None = None,
+             transformed: int = TRANSFORMED) -> "Schedule":
+        generator = secret_generator()
+        subset = torch.randperm(total, generator=generator)[: min(transformed, total)]
+        slots = total + 2 * len(subset)
+        order = torch.randperm(slots, generator=generator)
+        return cls(total, subset, order, chunk_size(slots, image_bytes, device, batch_size))
+
+    def calls(self) -> list[torch.Tensor]:
+        return list(self.order.split(self.chunk))
+
+    def images(self, images: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
+        n, s = self.total, len(self.subset)
+        source = torch.where(slots < n, slots, self.subset[(slots - n) % s]) if s else slots
+        batch = images[source].clone()
+        flipped = (slots >= n) & (slots < n + s)
+        shifted = slots >= n + s
+        if flipped.any():
+            batch[flipped] = flip(batch[flipped])
+        if shifted.any():
+            batch[shifted] = shift(batch[shifted])
+        return batch
+
+
+def chunk_size(slots: int, image_bytes: int, device: str, batch_size: int | None = None) -> int:
+    """Images per call: whole batches of the device's size when there are enough, at most
+    8 batches (2 on a GPU) or MAX_CHUNK_BYTES, and at least MIN_CALLS calls."""
+    batch = batch_size or default_batch_size(device)
+    size = max(1, slots // MIN_CALLS)
+    if size >= batch:
+        size = batch * (size // batch)
+    cap = batch * (2 if device.startswith("cuda") else 8)
+    return max(1, min(size, cap, MAX_CHUNK_BYTES // max(1, image_bytes)))
+
+
+def reply_bytes(images: int, classes: int) -> int:
+    """The most a reply of class scores for `images` images may weigh."""
+    return images * max(LOGITS_LIMIT, classes) * 8 + (64 << 10)
+
+
+def check_reply(reply, images: int, classes: int) -> torch.Tensor:
+    """The class scores of a reply (float32, images x C), or BadReply saying what is wrong;
+    a reply of class ids comes back as ids (long, images)."""
+    value = reply.get("logits", reply.get("predictions")) if isinstance(reply, dict) else None
+    if not isinstance(value, torch.Tensor):
+        raise BadReply(f"the evaluation returned {type(value).__name__}, not a tensor of class scores")
+    if value.dtype.is_floating_point:
+        if value.dim() != 2 or value.shape[0] != images or not 1 <= value.shape[1] <= max(LOGITS_LIMIT, classes):
+            raise BadReply(f"the evaluation returned class scores of shape {list(value.shape)} for {images} images; "
+                           f"expected [{images}, {classes}]")
+        bad = int((~torch.isfinite(value)).any(dim=1).sum())
+        if bad:
+            raise BadReply(f"the model's class scores are NaN or infinite for {bad} of {images} images")
+        return value.float()
+    if value.dtype in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
+        if value.dim() != 1 or value.shape[0] != images:
+            raise BadReply(f"the evaluation returned {value.numel()} class ids for {images} images")
+        if value.numel() and (int(value.min()) < 0 or int(value.max()) >= classes):
+            raise BadReply(f"the evaluation returned class ids from {int(value.min())} to {int(value.max())}; "
+                           f"there are {classes} classes (0 to {classes - 1})")
+        return value.long()
+    raise BadReply(f"the evaluation returned a {str(value.dtype).replace('torch.', '')} tensor, not class scores")
+
+
+@dataclass
+class Outcome:
+    predictions: torch.Tensor  # (N,) class per test image, in the data set's order
+    flipped: torch.Tensor  # (S,) class per flipped subset image; -1 where not evaluated
+    shifted: torch.Tensor
+    subset: torch.Tensor
+    probe_matched: bool = False
+    calls: int = 0
+
+
+def run_schedule(ask, images: torch.Tensor, classes: int, schedule: Schedule, probe=None) -> Outcome:
+    """Ask the student's process for every call of `schedule` (ask(uint8 batch) -> reply) and
+    map the answers back.  probe (grader.probe.Probe): after its first calls, when the answers
+    equal the trusted reference's, the reference's predictions stand for the rest."""
+    n, s = schedule.total, len(schedule.subset)
+    answers = torch.full((n + 2 * s,), -1, dtype=torch.long)
+    done = 0
+    calls = schedule.calls()
+    matched = probe is not None
+    for number, slots in enumerate(calls, start=1):
+        scores = check_reply(ask(schedule.images(images, slots)), len(slots), classes)
+        answers[slots] = scores.argmax(dim=1) if scores.dim() == 2 else scores
+        done = number
+        if probe is None or not matched:
+            continue
+        originals = slots < n
+        matched = scores.dim() == 2 and probe.agrees(slots[originals], scores[originals])
+        if matched and number >= probe.calls:
+            break
+    predictions = answers[:n]
+    reused = probe is not None and matched and done < len(calls)
+    if reused:
+        predictions = torch.where(predictions >= 0, predictions, probe.predictions())
+    return Outcome(predictions, answers[n:n + s], answers[n + s:], schedule.subset, reused, done)

@@ -302,7 +302,7 @@ def _checkpoint_files(rubric: Rubric, items, submission: Path, options: Options)
 
 def _private_paths(rubric: Rubric) -> list[str]:
     """What the student's process must never read, even where a read root would allow it."""
-    paths = [datasets.cache_root() / "labels", rubric.reference_dir(), rubric.path]
+    paths = [datasets.cache_root() / "labels", datasets.cache_root() / "test", rubric.reference_dir(), rubric.path]
     return [str(p) for p in paths if p is not None]
 
 

@@ -61,6 +61,13 @@ def judge(values: torch.Tensor, expected: Expectation, reference: torch.Tensor |
         return False, "is empty"
     if not values.dtype.is_floating_point:
         return False, f"holds {str(values.dtype).replace('torch.', '')} values, not floating point"
+    finite = torch.isfinite(values)
+    if not bool(finite.all()):  # NaN would make every statistic below compare False, i.e. pass
+        nan = int(torch.isnan(values).sum())
+        inf = n - int(finite.sum()) - nan
+        what = " and ".join(part for part in (f"{nan:,} NaN" if nan else "", f"{inf:,} infinite" if inf else "")
+                            if part)
+        return False, f"holds {what} values (of {n:,}); initialised weights must be finite numbers"
     mean, std, kurtosis = _stats(values)
     if expected.init == "zeros":
         if std == 0 and mean == 0:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 PASSED, PARTIAL, FAILED, SKIPPED, UNCERTAIN, ERROR = "passed", "partial", "failed", "skipped", "uncertain", "error"
-# Which classmate's result was reused (grader.reuse): for the instructor's record only.
-PROVENANCE = ("reused_from", "reuse")
+# Whose result was reused (grader.reuse), and a suspected lookup of the public test set
+# (grader.checks.accuracy): for the instructor's record only.
+PROVENANCE = ("reused_from", "reuse", "lookup_suspect")
 
 
 @dataclass

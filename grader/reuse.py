@@ -9,11 +9,11 @@ Two kinds, both decided by the grader (never by the student's process):
   whole grading is reused: the items of one submission share its process, so an item
   run after other items ran must not be mixed with results from another process.  The
   unchanged skeleton and copies of the same file are graded once for the class.
-* probe: for an accuracy item, the student's model (with its checkpoint loaded) first
-  runs on a probe batch of test images drawn with a secret seed chosen per run.  When
-  its logits equal, within PROBE_ATOL/PROBE_RTOL and with the same predicted classes,
-  those of a model already evaluated on the whole test set, that model's predictions
-  are reused: differently written but equivalent code is evaluated once.
+* probe: for an accuracy item with a checkpoint, when the student's first few calls of
+  the evaluation give the class scores the REFERENCE model with the same checkpoint
+  gives (computed here, in the grader's process: grader.probe), the reference's
+  predictions stand for the rest: differently written but equivalent code is not
+  evaluated in full.  Nothing a student's process sends is stored for a classmate.
 
 Results live in files under the batch's private folder (OUT/.grader/reuse/RUN/), so
 the parallel workers of a batch share them; student processes cannot read them.
@@ -23,7 +23,7 @@ student sees never names another student.
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
 import os
 import platform
@@ -37,10 +37,6 @@ import torch
 from grader import atomic
 from grader.fingerprint import FileHashes, combine, grader_version, tree
 
-PROBE_SIZE = 128
-PROBE_ATOL = 1e-4
-PROBE_RTOL = 1e-4
-
 
 class Reuse:
     def __init__(self, folder: Path):
@@ -51,7 +47,7 @@ class Reuse:
         # checkpoints are not all read again; files are hashed afresh when size or time differ.
         self.hashes = FileHashes(self.folder.parent.parent / "file-hashes.json")
         self._lock = threading.Lock()
-        self._probes: dict[str, dict[str, dict]] = {}  # model key -> file name -> probe record
+        self._trusted: dict[str, torch.Tensor] = {}  # key -> the reference's class scores
 
     @classmethod
     def open(cls, folder: str | None) -> "Reuse | None":
@@ -111,43 +107,41 @@ class Reuse:
     def put(self, keys: list[str], graded: dict, student: str) -> None:
         atomic.write_json(self.folder / "exact" / f"{combine(keys)}.json", {**graded, "keys": keys, "student": student})
 
-    # -- probe reuse ------------------------------------------------------------------
+    # -- probe reuse: the reference's own scores (grader.probe) -----------------------
 
-    def probe_indices(self, total: int) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(self.seed % (2**63))
-        return torch.randperm(total, generator=generator)[: min(PROBE_SIZE, total)]
-
-    def model_key(self, item, checkpoint: Path | None, data_key: str, options) -> str:
-        return combine({"item": item.id, "checkpoint": self.hashes.of(checkpoint) if checkpoint else None,
-                        "data": data_key, "precision": options.precision, "grader": grader_version()})
-
-    def match(self, model_key: str, logits: torch.Tensor) -> dict | None:
-        """An evaluated model whose probe logits equal these: its predictions and student."""
-        for record in self._load_probes(model_key).values():
-            theirs = record["logits"]
-            if theirs.shape == logits.shape and torch.equal(theirs.argmax(1), logits.argmax(1)) and \
-                    torch.allclose(theirs, logits.float(), atol=PROBE_ATOL, rtol=PROBE_RTOL):
-                return record
-        return None
-
-    def remember(self, model_key: str, logits: torch.Tensor, predictions: torch.Tensor, student: str) -> None:
-        folder = self.folder / "probes" / model_key
-        folder.mkdir(parents=True, exist_ok=True)
-        name = hashlib.sha256(f"{student}:{os.getpid()}".encode()).hexdigest()[:16] + ".pt"
-        with atomic.replacing(folder / name) as tmp:
-            torch.save({"logits": logits.float(), "predictions": predictions.long(), "student": student}, tmp)
-
-    def _load_probes(self, model_key: str) -> dict[str, dict]:
-        folder = self.folder / "probes" / model_key
+    def trusted(self, key: str) -> torch.Tensor | None:
+        """Class scores the grader computed with the reference model, or None."""
+        path = self.folder / "trusted" / f"{key}.pt"
         with self._lock:
-            known = self._probes.setdefault(model_key, {})
-            if folder.is_dir():
-                for path in folder.glob("*.pt"):
-                    if path.name not in known:
-                        try:
-                            known[path.name] = torch.load(path, weights_only=True)
-                        except (OSError, RuntimeError, EOFError):
-                            continue  # being written by another worker
-            return dict(known)
+            if key not in self._trusted and path.is_file():
+                try:
+                    self._trusted[key] = torch.load(path, weights_only=True)["scores"]
+                except (OSError, RuntimeError, EOFError, KeyError, TypeError):
+                    return None  # being written: computed again, or waited for under the lock
+            return self._trusted.get(key)
+
+    def keep_trusted(self, key: str, scores: torch.Tensor) -> None:
+        folder = self.folder / "trusted"
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic.replacing(folder / f"{key}.pt") as tmp:
+            torch.save({"scores": scores.float()}, tmp)
+        with self._lock:
+            self._trusted[key] = scores.float()
+
+    @contextlib.contextmanager
+    def computing(self, key: str):
+        """Held while one worker computes the reference's scores for `key`; the others wait."""
+        (self.folder / "trusted").mkdir(parents=True, exist_ok=True)
+        try:
+            import fcntl
+        except ImportError:  # Windows: at worst two workers compute the same scores
+            yield
+            return
+        with open(self.folder / "trusted" / f"{key}.lock", "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
 

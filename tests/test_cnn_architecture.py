@@ -4,7 +4,6 @@ accuracy is measured on sets whose right answer is known exactly."""
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 

@@ -18,7 +18,7 @@ from rich.console import Console
 from grader import batch, grading, notebook, report, safe_text
 from grader.batch import duplicates, gradebook, intake, progress
 from grader.checks.base import Context, Options
-from grader.results import FAILED, PASSED, GradeReport, ItemResult
+from grader.results import FAILED, GradeReport, ItemResult
 from grader.rubric import load as load_rubric
 from tests.conftest import REFERENCE, RUBRICS, SKELETONS, run_cli
 

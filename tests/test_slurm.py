@@ -22,7 +22,7 @@ import pytest
 from grader import batch, rubric
 from grader.batch import slurm, staging
 from grader.options import Options
-from tests.cnn_class import ITEMS, REFERENCE, RESNET_FILE, in_block_forward, write_class
+from tests.cnn_class import ITEMS, REFERENCE, RESNET_FILE, write_class
 from tests.conftest import ROOT, RUBRICS, run_cli
 
 RUBRIC = RUBRICS / "cnn_architecture.yaml"

@@ -16,7 +16,7 @@ import yaml
 
 from grader.authoring import handout_readme, skeleton
 from grader.errors import GraderError
-from grader.rubric import Rubric, RubricError, json_schema
+from grader.rubric import Rubric, json_schema
 
 # Fixed timestamps: the same sources give byte-identical zips.
 _ZIP_TIME = (2020, 1, 1, 0, 0, 0)

@@ -269,6 +269,7 @@ class Summary:
     isolation: dict[str, list[str]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     reused: list[tuple[str, str, str, str]] = field(default_factory=list)  # (student, item, from whom, how)
+    lookups: list[tuple[str, str, str]] = field(default_factory=list)  # (student, item, the numbers)
     duplicates: int = 0
     instructor_copies: int = 0
     intake: list[str] = field(default_factory=list)
@@ -300,6 +301,8 @@ def summarize(assignment: str, items: list[tuple[str, str, float]], records: lis
         for r in report.results:
             if (r.extra or {}).get("reused_from"):
                 summary.reused.append((record["student"], r.id, r.extra["reused_from"], r.extra.get("reuse", "")))
+            if (r.extra or {}).get("lookup_suspect"):
+                summary.lookups.append((record["student"], r.id, r.extra["lookup_suspect"]))
             s = stats.get(r.id)
             if s is not None and r.status != SKIPPED:
                 s.graded += 1
@@ -392,8 +395,10 @@ def summary_markdown(s: Summary) -> str:
         lines.append("")
     if s.reused:
         lines += ["## Reused results", "", f"{len(s.reused)} item results were not computed again: the same code "
-                  "and inputs (exact), or a model with the same outputs on a secret probe batch (probe), had been "
-                  "graded for another student. Students are not told whose. `--no-reuse` grades everything afresh.",
+                  "and inputs had been graded for another student (exact), or the model gave the class scores of the "
+                  "reference model with the same checkpoint on the first calls of its evaluation, and the reference's "
+                  "predictions stood for the rest (probe). Students are not told. `--no-reuse` grades everything "
+                  "afresh.",
                   "", "| Item | Computed for | How | Reused for |", "|---|---|---|---|"]
         groups: dict[tuple[str, str, str], list[str]] = {}
         for student, item, whom, how in s.reused:
@@ -401,6 +406,11 @@ def summary_markdown(s: Summary) -> str:
         for (item, whom, how), students in groups.items():
             lines.append(f"| `{_md(item)}` | {_md(whom)} | {_md(how)} | {len(students)}: {_md(', '.join(students))} |")
         lines.append("")
+    if s.lookups:
+        lines += ["## Possible lookups of the public test set", "", "Accuracy that collapses on the same test images "
+                  "flipped or shifted by one pixel: the model may recognise the images rather than what they show. "
+                  "The points were not changed; students are not told.", ""]
+        lines += [f"- {_md(student)}, `{item}`: {_md(text)}" for student, item, text in s.lookups] + [""]
     if s.intake:
         lines += ["## Intake", ""] + [f"- {_md(n)}" for n in s.intake] + [""]
     return "\n".join(lines)

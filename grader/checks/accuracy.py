@@ -11,8 +11,12 @@ Where the weights come from:
     checkpoint before evaluating, as the course's main.py does.  A wall-clock budget
     stops training cleanly, and what was reached is graded.
 
-The student's process returns one predicted class per test image; it never sees the
-labels (training labels, yes).  The grader counts the correct predictions.  When a
+The test images reach the student's process in a secret order, a batch per call, with
+no file, path or index (grader.evaluate); it returns class scores and never sees the
+labels (training labels, yes).  The grader maps the answers back and counts the correct
+predictions.  A model right on the test images but near chance on the same images
+flipped or shifted by a pixel is flagged for the instructor as a likely lookup of the
+public test set (extra["lookup_suspect"]; the points stay what the accuracy gives).  When a
 checkpoint does not fit, the verdict lists the missing, unexpected and mis-shaped
 weights, grouped by module, and names the rubric item each one points to.  On the
 embedded sample of the test set, accuracy comes with a 95% interval, and a verdict
@@ -21,6 +25,7 @@ the interval cannot settle is "uncertain".
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -29,7 +34,7 @@ from pydantic import Field, field_validator
 
 from grader import atomic
 from grader import checkpoints as ckpt
-from grader import training
+from grader import evaluate, probe, training
 from grader.checks.base import Context, ItemBase, NotGradable, Target, Verdict
 from grader.datasets import DataNotFound, DataSpec, wilson_interval
 
@@ -111,14 +116,22 @@ def run(item: Item, ctx: Context) -> Verdict:
     if trains:
         trained = train(item, ctx, built, recipe, on_progress=lambda p: ctx.progress(progress_text(item.id, p)))
         notes += trained["notes"]
-    # A trained model is the student's own: only a checkpoint used as it is can match another's.
-    predictions, reused_from = _predictions(ctx, item, built["handle"], data, spec, None if trains else path)
+    # A trained model is the student's own: only a checkpoint used as it is can match the reference.
+    try:
+        outcome = _evaluate(ctx, item, built["handle"], data, spec, None if trains else path)
+    except evaluate.BadReply as e:
+        ctx.release(built)
+        return Verdict.zero(str(e))
     ctx.release(built)
-    verdict = judge(item, predictions, data, notes, ctx.options.precision)
+    verdict = judge(item, outcome.predictions, data, notes, ctx.options.precision)
     if built.get("param_count") is not None and "accuracy" in verdict.extra:  # for the leaderboard
         verdict.extra["params"] = built["param_count"]
-    if reused_from:  # the instructor's record says whose; a student's results never name another student
-        verdict.extra.update(reused_from=reused_from, reuse="probe")
+    if outcome.probe_matched:  # the instructor's record says so; a student's results never do
+        verdict.extra.update(reused_from=probe.SOURCE, reuse="probe")
+    else:
+        suspect = lookup_suspect(outcome, data.labels, len(data.classes))
+        if suspect:
+            verdict.extra["lookup_suspect"] = suspect
     if trained is not None:
         verdict.extra["training"] = {**trained["result"], "epochs_asked": trained["epochs"]}
         if trained["result"]["stopped_by_budget"]:
@@ -131,28 +144,58 @@ def budget_note(training: dict) -> str:
     return f" (training stopped early at its time budget, after {epochs_text(training['epochs_done'])} of {asked:g} epochs)"
 
 
-def _predictions(ctx: Context, item: Item, handle: int, data, spec, checkpoint) -> tuple[torch.Tensor, str | None]:
-    """Predicted classes for the whole test set, or those of an equivalent model evaluated earlier
-    in this run (same probe logits, same checkpoint); returns (predictions, whose)."""
-    def predict(**extra):
-        return ctx.student.call("predict", handle=handle, images={"path": data.images.path,
-                                                                  "shape": list(data.images.shape)},
-                                mean=spec.normalize.mean, std=spec.normalize.std, batch_size=ctx.options.batch_size,
-                                precision=ctx.options.precision, timeout=_predict_timeout(ctx, item, len(data)),
-                                **extra)
+def _evaluate(ctx: Context, item: Item, handle: int, data, spec, checkpoint) -> evaluate.Outcome:
+    """The model's class for every test image.  The images go to the student's process in a
+    secret order, a batch per call, as bare uint8 tensors (grader.evaluate); with a checkpoint
+    and a reuse store, the reference model may stand in once it has agreed (grader.probe)."""
+    images = data.images.open()
+    classes = len(data.classes)
+    image_bytes = int(images[0].numel()) if len(images) else 1
+    schedule = evaluate.Schedule.draw(len(images), image_bytes, ctx.options.device, ctx.options.batch_size)
+    checker = probe.for_item(ctx, item, checkpoint, data, spec, len(schedule.calls())) \
+        if checkpoint is not None and ctx.reuse is not None else None
+    budget = _predict_timeout(ctx, item, len(schedule.order))
+    spent = 0.0
 
-    reuse = ctx.reuse if checkpoint is not None else None
-    if reuse is not None:
-        key = reuse.model_key(item, checkpoint, data.images.path, ctx.options)
-        probe = predict(indices=reuse.probe_indices(len(data)), logits=True)["logits"]
-        earlier = reuse.match(key, probe)
-        if earlier is not None:
-            return earlier["predictions"], earlier["student"]
+    def ask(batch: torch.Tensor) -> dict:
+        nonlocal spent
+        started = time.monotonic()
+        try:
+            return ctx.student.call("predict", handle=handle, images=batch, mean=spec.normalize.mean,
+                                    std=spec.normalize.std, batch_size=ctx.options.batch_size,
+                                    precision=ctx.options.precision, logits=True, timeout=max(1.0, budget - spent),
+                                    max_reply_bytes=evaluate.reply_bytes(len(batch), classes))
+        finally:
+            spent += time.monotonic() - started
+
     ctx.progress(f"predicting {len(data):,} images")
-    predictions = predict()["predictions"]
-    if reuse is not None:
-        reuse.remember(key, probe, predictions, ctx.student_id)
-    return predictions, None
+    return evaluate.run_schedule(ask, images, classes, schedule, checker)
+
+
+# A model that recognises the public test images instead of what they show: right on the images
+# themselves, near chance once they are flipped or moved by a pixel.  An honest CNN loses a few points
+# on a flip (CIFAR-10 models are trained with flips) and a few on a one-pixel shift; these margins
+# are far beyond that.
+LOOKUP_MIN_ABOVE_CHANCE = 0.4  # the originals must be this far above chance on the subset
+LOOKUP_KEPT = 1 / 3  # flagged when a transform keeps less than this share of the skill above chance
+
+
+def lookup_suspect(outcome: evaluate.Outcome, labels: torch.Tensor, classes: int) -> str | None:
+    """A note for the instructor when accuracy collapses on flipped or shifted test images."""
+    subset = outcome.subset
+    if len(subset) < 32 or (outcome.flipped < 0).any() or (outcome.shifted < 0).any():
+        return None
+    truth = labels[subset]
+    counts = torch.bincount(labels, minlength=classes).float()
+    chance = max(1.0 / max(classes, 1), float(counts.max() / counts.sum()))
+    original = float((outcome.predictions[subset] == truth).float().mean())
+    flipped = float((outcome.flipped == truth).float().mean())
+    shifted = float((outcome.shifted == truth).float().mean())
+    skill = original - chance
+    if skill < LOOKUP_MIN_ABOVE_CHANCE or min(flipped, shifted) - chance > LOOKUP_KEPT * skill:
+        return None
+    return (f"likely a lookup of the public test set: {original:.1%} on {len(subset)} test images, "
+            f"{flipped:.1%} on the same images flipped, {shifted:.1%} shifted by 1 px")
 
 
 def build(item: Item, ctx: Context, recipe: Training | None = None) -> dict:

@@ -255,7 +255,7 @@ class StudentProcess:
     # -- calls --------------------------------------------------------------
 
     def call(self, op: str, *, timeout: float | None = None, on_progress: Callable[[dict], None] | None = None,
-             max_reply_bytes: int | None = None, **args):
+             max_reply_bytes: int | None = None, **args):  # max_reply_bytes: the reply's expected size (bound)
         """Run one operation; return its result or raise StudentFailure.
 
         Any operation naming a file imports it first; an import that failed once

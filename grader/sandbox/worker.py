@@ -346,13 +346,20 @@ class Worker:
             out["state"] = {"model": state["model"], "optimizer": state["optimizer"]}
         return out
 
-    def op_predict(self, handle: int, images: dict, mean: list, std: list, batch_size: int | None = None,
-                   precision: str = "fp32", indices=None, logits: bool = False) -> dict:
+    def op_predict(self, handle: int, images: torch.Tensor, mean: list, std: list, batch_size: int | None = None,
+                   precision: str = "fp32", logits: bool = False) -> dict:
+        """Class scores (or classes) for one batch of test images the grader sent, in a secret
+        order: no file, no path and no index reach this process."""
         model = self.objects[handle].to(self.config.device)
-        array = evaluate.ImageArray(images["path"], tuple(images["shape"])).open()
-        out = evaluate.predict(model, array, mean, std, device=self.config.device, batch_size=batch_size,
-                               precision=precision, indices=indices, return_logits=logits)
+        out = evaluate.predict(model, _uint8_images(images), mean, std, device=self.config.device,
+                               batch_size=batch_size, precision=precision, return_logits=logits)
         return {"logits" if logits else "predictions": out}
+
+
+def _uint8_images(images) -> torch.Tensor:
+    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
+        raise StudentError({"kind": "internal", "message": "predict takes a uint8 tensor (N, C, H, W) of images"})
+    return images
 
 
 # Refusals that stay inside one notebook cell (see Worker._after_cell).
