@@ -160,7 +160,7 @@ def _feedback(report, record: dict) -> str:
     parts = [f"Score {gradebook.number(record.get('total', report.score))}/{gradebook.number(report.max_score)}."]
     if lost:
         parts.append("Lost points: " + "; ".join(lost) + ".")
-    parts += scoring.adjustment_lines(record)
+    parts += gradebook.adjustment_lines(record)
     return " ".join(parts)
 
 

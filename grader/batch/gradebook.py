@@ -24,6 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from grader import atomic
+from grader.batch import records
 from grader.results import ERROR, PARTIAL, SKIPPED, UNCERTAIN, GradeReport, ItemResult
 from grader.safe_text import csv_cell, fence, shown
 
@@ -110,15 +111,13 @@ def number(value: float | None) -> str:
 def grades_csv(items: list[str], records: list[dict]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    from grader.batch import scoring  # late penalty and adjustments (it imports this module)
-
-    extra = scoring.extra_columns(records)
+    extra = extra_columns(records)
     writer.writerow(["student", "name", *items, *extra, "total"])
     for record in records:
         report = report_of(record) if record.get("status") == GRADED else None
         points = {r.id: r.points for r in report.results} if report else {}
         writer.writerow([csv_cell(record["student"]), csv_cell(record.get("name", "")),
-                         *[number(points.get(i)) for i in items], *scoring.extra_cells(record, extra),
+                         *[number(points.get(i)) for i in items], *extra_cells(record, extra),
                          number(record.get("total", report.score)) if report else ""])
     return buf.getvalue()
 
@@ -154,8 +153,6 @@ def reason_label(reason: str) -> str:
 
 
 def feedback(report: GradeReport, title: str, record: dict) -> str:
-    from grader.batch import scoring  # late penalty, adjustments, provenance (it imports this module)
-
     who = record.get("name") or record["student"]
     lines = [f"# {title or report.assignment}", "", f"Feedback for **{_md(who)}**", "",
              f"**Score: {number(record.get('total', report.score))} / {number(report.max_score)}**", ""]
@@ -168,7 +165,7 @@ def feedback(report: GradeReport, title: str, record: dict) -> str:
         result = "passed" if reason is None else reason_label(reason)
         lines.append(f"| {_md(r.title)} | {number(r.points)} / {number(r.max_points)} | {result} |")
     lines.append("")
-    adjusted = scoring.adjustment_lines(record)
+    adjusted = adjustment_lines(record)
     if adjusted:
         lines += [f"- {_md(line)}" for line in adjusted] + [""]
     lost = [r for r in report.results if reason_of(r) is not None and r.visibility != "hidden"]
@@ -190,7 +187,7 @@ def feedback(report: GradeReport, title: str, record: dict) -> str:
     if output and lost:
         tail = shown(output[-3000:], keep_newlines=True).splitlines()[-30:]
         lines += ["## What your code printed (last lines)", "", fence(tail), *tail, fence(tail), ""]
-    lines += scoring.provenance_footer(record)
+    lines += provenance_footer(record)
     return "\n".join(lines)
 
 
@@ -455,3 +452,42 @@ def show_summary(s: Summary, console: Console) -> None:
             "them; --no-reuse grades everything afresh)")
     if s.slowest:
         say("slowest: " + ", ".join(f"{shown(st)} {sec:.1f} s" for st, sec in s.slowest))
+
+
+# -- the late penalty, overrides and provenance of a record (grader.batch.scoring sets them) --
+
+
+def adjustment_lines(record: dict) -> list[str]:
+    """The late penalty and the overrides, one line each, for feedback.md."""
+    lines = []
+    lateness = record.get("late")
+    if lateness:
+        lines.append(f"Late penalty: -{number(lateness['penalty'])} ({lateness['note']})")
+    for a in record.get("adjustments") or []:
+        lines.append(f"{a['item'] or 'Total'}: {a['text']}")
+    return lines
+
+
+def provenance_footer(record: dict) -> list[str]:
+    p = record.get("provenance")
+    return ["---", "", f"*Graded with {records.provenance_line(p)}.*", ""] if p else []
+
+
+def extra_columns(records_: list[dict]) -> list[str]:
+    """Columns grades.csv adds before the total: the late penalty and adjustments, when any student has one."""
+    columns = []
+    if any(r.get("late") for r in records_):
+        columns.append("late_penalty")
+    if any(r.get("adjustments") for r in records_):
+        columns.append("adjusted")
+    return columns
+
+
+def extra_cells(record: dict, columns: list[str]) -> list[str]:
+    cells = []
+    for column in columns:
+        if column == "late_penalty":
+            cells.append(number(-record["late"]["penalty"]) if record.get("late") else "")
+        elif column == "adjusted":
+            cells.append("; ".join(a["text"] for a in record.get("adjustments") or []))
+    return cells

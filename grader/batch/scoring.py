@@ -178,7 +178,7 @@ def write(out: Path, record: dict, report: GradeReport, rubric) -> None:
     folder = gradebook.student_dir(out, record["student"])
     results = report.to_gradescope()
     results["score"] = record["total"]
-    notes = [line for line in adjustment_lines(record) if line]
+    notes = [line for line in gradebook.adjustment_lines(record) if line]
     if notes:
         results["output"] = "\n".join([results.get("output") or "", *notes]).strip()
     board = leaderboard_entries(rubric, report)
@@ -192,42 +192,6 @@ def write(out: Path, record: dict, report: GradeReport, rubric) -> None:
 
 
 # -- what feedback.md, grades.csv and summary.md add ---------------------------------
-
-
-def adjustment_lines(record: dict) -> list[str]:
-    """The late penalty and the overrides, one line each, for feedback.md."""
-    lines = []
-    lateness = record.get("late")
-    if lateness:
-        lines.append(f"Late penalty: -{gradebook.number(lateness['penalty'])} ({lateness['note']})")
-    for a in record.get("adjustments") or []:
-        lines.append(f"{a['item'] or 'Total'}: {a['text']}")
-    return lines
-
-
-def provenance_footer(record: dict) -> list[str]:
-    p = record.get("provenance")
-    return ["---", "", f"*Graded with {records.provenance_line(p)}.*", ""] if p else []
-
-
-def extra_columns(records_: list[dict]) -> list[str]:
-    """Columns grades.csv adds before the total: the late penalty and adjustments, when any student has one."""
-    columns = []
-    if any(r.get("late") for r in records_):
-        columns.append("late_penalty")
-    if any(r.get("adjustments") for r in records_):
-        columns.append("adjusted")
-    return columns
-
-
-def extra_cells(record: dict, columns: list[str]) -> list[str]:
-    cells = []
-    for column in columns:
-        if column == "late_penalty":
-            cells.append(gradebook.number(-record["late"]["penalty"]) if record.get("late") else "")
-        elif column == "adjusted":
-            cells.append("; ".join(a["text"] for a in record.get("adjustments") or []))
-    return cells
 
 
 # -- the leaderboard --------------------------------------------------------------------
