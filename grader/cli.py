@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -76,6 +77,26 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a t
 DeadlineOpt = Annotated[Optional[str], typer.Option("--deadline", help="due time for the rubric's late policy, ISO "
                                                     "8601 (2026-03-01T23:59, local time unless a zone is given); "
                                                     "replaces the rubric's late.deadline")]
+
+
+class ExecutorKind(str, Enum):
+    """Where `grader batch` grades the students."""
+
+    local = "local"
+    slurm = "slurm"
+
+
+def _executor_kind(value: str | ExecutorKind) -> ExecutorKind:
+    """--executor's value; a wrong one is a usage error said in this command's own words."""
+    try:
+        return ExecutorKind(value)
+    except ValueError:
+        _fail_usage(f"--executor is {' or '.join(k.value for k in ExecutorKind)}")
+
+
+ExecutorOpt = Annotated[ExecutorKind, typer.Option("--executor", parser=_executor_kind, help="where students are "
+                                                   "graded: local (this machine) or slurm (one cluster job each; "
+                                                   "-j caps how many run at once)")]
 
 
 _option_type = typer.core.TyperOption.display_type_rich
@@ -377,8 +398,7 @@ def batch(
     student: list[str] = typer.Option([], "--student", help="grade only this student (repeatable; always "
                                       "regraded)"),
     max_unzip_mb: int = typer.Option(2048, "--max-unzip-mb", help="most a student's zip files may unpack to"),
-    executor: str = typer.Option("local", "--executor", help="where students are graded: local (this machine) "
-                                 "or slurm (one cluster job each; -j caps how many run at once)"),
+    executor: ExecutorOpt = ExecutorKind.local,
     shared_dir: Optional[Path] = typer.Option(None, "--shared-dir", help="slurm: a folder every node reads, where "
                                               "the data set and checkpoints are staged once (default: "
                                               "OUT/.grader/shared)"),
@@ -406,7 +426,7 @@ def batch(
 
     if not submissions.exists():
         _fail_usage(f"{submissions} does not exist")
-    if executor == "local" and not unsafe_no_isolation:
+    if executor is ExecutorKind.local and not unsafe_no_isolation:
         from grader.sandbox.boundary import available
 
         isolated, why = available()
@@ -454,12 +474,10 @@ def batch(
     raise typer.Exit(EXIT_OK if not result.summary.errors else EXIT_FAILED)
 
 
-def _cluster(executor: str, rubric_path: Path, limits: dict, out: Path, shared_dir: Optional[Path],
+def _cluster(executor: ExecutorKind, rubric_path: Path, limits: dict, out: Path, shared_dir: Optional[Path],
              jobs: Optional[int], slurm_args: list[str], **flags):
     """The Slurm executor for --executor slurm (None for local), from the flags and the rubric."""
-    if executor not in ("local", "slurm"):
-        _fail_usage("--executor is local or slurm")
-    if executor == "local":
+    if executor is ExecutorKind.local:
         given = {"--shared-dir": shared_dir, "--partition": flags["partition"], "--gpus-per-job": flags["gpus"],
                  "--cpus-per-job": flags["cpus"], "--mem-per-job": flags["mem_gb"],
                  "--time-per-job": flags["time_min"], "--slurm-arg": slurm_args}

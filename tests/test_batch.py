@@ -133,11 +133,11 @@ class _RecordingExecutor:
         for job in jobs:
             self.jobs.append(job)
             on_event("started", job, None)
-            report = batch.unreadable(batch.load_rubric(job["rubric"]), job["items"], "not really graded")
-            record = {"student": job["student"], "name": job["name"], "fingerprint": job["fingerprint"],
+            report = batch.unreadable(batch.load_rubric(job.rubric), job.items, "not really graded")
+            record = {"student": job.student, "name": job.name, "fingerprint": job.fingerprint,
                       "status": "graded", "error": None, "seconds": 0.1, "report": report.to_dict(),
-                      "notes": [], "sources": job["sources"]}
-            gradebook.write_student(Path(job["out"]), record, report, "")
+                      "notes": [], "sources": job.sources}
+            gradebook.write_student(Path(job.out), record, report, "")
             on_event("done", job, record)
 
 
@@ -199,12 +199,12 @@ def test_one_job_runs_anywhere_from_its_json(download, tmp_path, cnn_checkpoints
     out = tmp_path / "out"
     config = batch.BatchConfig(submissions=download, rubric=RUBRIC, out=out, items=["residual_block.plain"],
                                options=Options(checkpoint_dirs=[cnn_checkpoints], data_dir=str(labelled_by_resnet)))
-    job = next(j for j in batch.plan(config).jobs if j["student"] == "1001")
-    (tmp_path / "job.json").write_text(json.dumps(job))
+    job = next(j for j in batch.plan(config).jobs if j.student == "1001")
+    (tmp_path / "job.json").write_text(json.dumps(job.to_dict()))
     result = subprocess.run([sys.executable, "-m", "grader.batch", str(tmp_path / "job.json")], cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"student": "1001", "status": "graded", "error": None}
     record = gradebook.load_record(out, "1001")
-    assert record["fingerprint"] == job["fingerprint"] and gradebook.report_of(record).score == 20
+    assert record["fingerprint"] == job.fingerprint and gradebook.report_of(record).score == 20
     assert len(batch.plan(config).jobs) == 2  # the batch now counts 1001 as done

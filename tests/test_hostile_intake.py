@@ -203,8 +203,8 @@ def test_planning_a_notebook_class_with_hostile_notebooks(tmp_path):
     write(root / "dave" / "PyTorch.ipynb", json.dumps({"cells": [7, {"cell_type": "code", "source": [1, None]}]}))
     config = batch.BatchConfig(submissions=root, rubric=RUBRICS / "pytorch_basics.yaml", out=tmp_path / "out")
     plan = batch.plan(config)
-    assert sorted(j["student"] for j in plan.jobs) == ["alice", "bob", "carol", "dave"]
-    assert all(j["problem"] is None for j in plan.jobs)
+    assert sorted(j.student for j in plan.jobs) == ["alice", "bob", "carol", "dave"]
+    assert all(j.problem is None for j in plan.jobs)
     assert plan.duplicates.groups == []
 
 

@@ -7,6 +7,7 @@ Tests that need the cluster skip, with the reason, where it cannot be reached.""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import re
@@ -310,11 +311,11 @@ def test_the_data_set_and_checkpoints_are_staged_once_and_jobs_read_only_those(t
     again = staging.stage(jobs, shared)
     assert again.notes == [] and copied.stat().st_ino == before  # nothing copied the second time
 
-    job = {**again.apply(jobs[0]), "progress_file": str(tmp_path / "progress")}
-    assert str(shared.resolve()) in job["private"]  # the staged data (labels included) is kept from students
+    job = dataclasses.replace(again.apply(jobs[0]), progress_file=str(tmp_path / "progress"))
+    assert str(shared.resolve()) in job.private  # the staged data (labels included) is kept from students
     shutil.rmtree(data)  # the originals are gone: the job must read the staged copies
     shutil.rmtree(checkpoints)
-    (tmp_path / "job.json").write_text(json.dumps(job))
+    (tmp_path / "job.json").write_text(json.dumps(job.to_dict()))
     code = "import json, sys; from grader.batch import slurm; print(json.dumps(slurm.run_on_node(json.load(open(sys.argv[1])))))"
     env = dict(os.environ, GRADER_CACHE_DIR=str(tmp_path / "elsewhere"), GRADER_DATA_DIR=str(tmp_path / "nothing"))
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "job.json")], cwd=tmp_path, env=env,

@@ -1,6 +1,6 @@
 """Where the students of a batch are graded.
 
-A job is a JSON-able dict describing one student (see grader.batch.job.Job); running it
+A job is a grader.batch.job.Job describing one student; running it
 means calling grader.batch.job.run_job(job), which grades the submission and writes
 that student's outputs.  An executor only decides where and when that happens and
 reports events back to the batch:
@@ -16,6 +16,7 @@ grader.batch.slurm.SlurmExecutor runs each on a Slurm cluster, with the same `ru
 from __future__ import annotations
 
 import collections
+import dataclasses
 import multiprocessing
 import os
 import signal
@@ -25,10 +26,10 @@ from multiprocessing.connection import wait
 from typing import Callable, Protocol
 
 from grader.errors import GraderError
-from grader.batch.job import run_job
+from grader.batch.job import Job, run_job
 from grader.sandbox.children import main_module_hidden as _main_module_hidden
 
-OnEvent = Callable[[str, dict, object], None]
+OnEvent = Callable[[str, Job | None, object], None]
 
 
 class ExecutorError(GraderError):
@@ -36,7 +37,7 @@ class ExecutorError(GraderError):
 
 
 class Executor(Protocol):
-    def run(self, jobs: list[dict], on_event: OnEvent) -> None: ...
+    def run(self, jobs: list[Job], on_event: OnEvent) -> None: ...
 
 
 class _Slot:
@@ -50,12 +51,12 @@ class _Slot:
             self.process.start()
         child.close()
         self.conn = parent
-        self.job: dict | None = None
+        self.job: Job | None = None
         self.deadline = 0.0
 
-    def give(self, job: dict) -> None:
+    def give(self, job: Job) -> None:
         self.job = job
-        self.deadline = time.monotonic() + float(job.get("hard_limit_s") or 3600)
+        self.deadline = time.monotonic() + float(job.hard_limit_s or 3600)
         self.conn.send(job)
 
     def stop(self, kill: bool = False) -> None:
@@ -82,7 +83,7 @@ class LocalPool:
     def __init__(self, workers: int):
         self.workers = max(1, workers)
 
-    def run(self, jobs: list[dict], on_event: OnEvent) -> None:
+    def run(self, jobs: list[Job], on_event: OnEvent) -> None:
         ctx = multiprocessing.get_context("spawn")
         pending = collections.deque(jobs)
         slots: list[_Slot] = []
@@ -135,14 +136,14 @@ class LocalPool:
             slot.job = None
             slot.stop(kill=True)
             code = slot.process.exitcode
-            if job.get("attempt", 1) < 2:
-                pending.appendleft({**job, "attempt": job.get("attempt", 1) + 1})
+            if job.attempt < 2:
+                pending.appendleft(dataclasses.replace(job, attempt=job.attempt + 1))
                 return
             on_event("failed", job, f"the grader's worker process ended unexpectedly (exit code {code}), twice")
         elif time.monotonic() > slot.deadline:
             slot.job = None
             slot.stop(kill=True)
-            on_event("failed", job, f"grading took longer than {job.get('hard_limit_s'):g} s and was stopped")
+            on_event("failed", job, f"grading took longer than {job.hard_limit_s:g} s and was stopped")
 
 
 def _serve(conn, parent_pid: int) -> None:

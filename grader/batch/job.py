@@ -2,8 +2,8 @@
 
 A job is everything a worker needs to grade one submission, away from the batch that
 planned it: where the files are, the rubric and its limits, the run options, where to
-write.  It travels as a JSON-able dict (through a pipe to a local worker, pickled to a
-Slurm node, or as a file):
+write.  Inside the grader it is a `Job` (pickled through a pipe to a local worker, or to a
+Slurm node); only a job file for a scheduler holds it as JSON, `Job.to_dict()`:
 
     record = run_job(job)                      # in a local worker or on a cluster node
     python -m grader.batch.job JOB.json        # the same, from a scheduler's command line
@@ -34,7 +34,7 @@ from grader.rubric import load as load_rubric
 
 @dataclass
 class Job:
-    """The JSON dict a job travels as, with its keys spelt once."""
+    """One student's job; `to_dict()` / `from_dict()` are its JSON form, the same keys."""
 
     student: str
     name: str

@@ -55,7 +55,7 @@ class Plan:
     rubric: Rubric
     items: list[tuple[str, str, float]]  # (id, title, points) graded, in rubric order
     intake: intake.Intake
-    jobs: list[dict]
+    jobs: list[Job]
     records: dict[str, dict]  # student -> an up-to-date record (finished earlier)
     stale: list[str]  # students shown with an out-of-date record (not graded in this run)
     workers: int
@@ -79,8 +79,8 @@ class Display:
     """What a batch tells the person watching it (grader.batch.progress has the real ones)."""
 
     def planned(self, plan: Plan) -> None: ...
-    def started(self, job: dict) -> None: ...
-    def progress(self, job: dict, text: str) -> None: ...
+    def started(self, job: Job) -> None: ...
+    def progress(self, job: Job, text: str) -> None: ...
     def finished(self, record: dict) -> None: ...
     def queue(self, text: str) -> None: ...  # a cluster's queue: "Slurm: 3 queued, 2 running, ..."
     def note(self, text: str) -> None: ...  # what the executor did (staged data, adopted jobs, retries)
@@ -181,7 +181,7 @@ def _final(record: dict) -> bool:
     return not any(r.get("status") == ERROR for r in report.get("results", []))
 
 
-def _job(config: BatchConfig, rubric: Rubric, sub: intake.Submission, key: str, threads: int) -> dict:
+def _job(config: BatchConfig, rubric: Rubric, sub: intake.Submission, key: str, threads: int) -> Job:
     out = Path(config.out).resolve()
     return Job(
         student=sub.id, name=sub.name, folder=str(sub.folder.resolve()) if sub.folder else None,
@@ -190,7 +190,7 @@ def _job(config: BatchConfig, rubric: Rubric, sub: intake.Submission, key: str, 
         options=config.options.to_job(), threads=threads, out=str(out),
         private=[str(Path(config.submissions).resolve()), str(out)],
         hard_limit_s=hard_limit_s(rubric),
-    ).to_dict()
+    )
 
 
 def resources(workers: int | None, threads: int | None, device: str, memory_mb: int) -> tuple[int, int]:
@@ -280,12 +280,12 @@ def run(config: BatchConfig, display: Display | None = None, executor: Executor 
     if config.reuse and the_plan.jobs:  # one store, and one secret probe seed, per run
         store = Reuse.for_run(out / STATE).folder
         for job in the_plan.jobs:
-            job["reuse"] = str(store)
+            job.reuse = str(store)
     duplicates.write_csv(the_plan.duplicates, out / "duplicates.csv", names)
     write_gradebook()
     display.planned(the_plan)
 
-    def on_event(kind: str, job: dict, payload) -> None:
+    def on_event(kind: str, job: Job | None, payload) -> None:
         if kind == "started":
             display.started(job)
         elif kind == "progress":
@@ -297,9 +297,9 @@ def run(config: BatchConfig, display: Display | None = None, executor: Executor 
         elif kind in ("done", "failed"):
             record = payload if kind == "done" else _failed_record(job, str(payload))
             record = _merge(the_plan, scorer, record)
-            record = scorer.finish(record, fresh=True, info=infos.get(job["student"]))
-            records[job["student"]] = record
-            graded_now.add(job["student"])
+            record = scorer.finish(record, fresh=True, info=infos.get(job.student))
+            records[job.student] = record
+            graded_now.add(job.student)
             write_gradebook()
             display.finished(record)
 
@@ -356,11 +356,11 @@ def _merge(p: Plan, scorer: scoring.Scorer, record: dict) -> dict:
     return record
 
 
-def _failed_record(job: dict, why: str) -> dict:
-    record = {"student": job["student"], "name": job["name"], "fingerprint": job["fingerprint"],
-              "sources": job["sources"], "notes": job["notes"], "status": gradebook.NOT_GRADED, "error": why,
+def _failed_record(job: Job, why: str) -> dict:
+    record = {"student": job.student, "name": job.name, "fingerprint": job.fingerprint,
+              "sources": job.sources, "notes": job.notes, "status": gradebook.NOT_GRADED, "error": why,
               "seconds": None, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "report": None}
-    gradebook.write_student(Path(job["out"]), record, None, "")
+    gradebook.write_student(Path(job.out), record, None, "")
     return record
 
 

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from grader.batch import gradebook
+from grader.batch.job import Job
 from grader.batch.pipeline import Display, Plan
 from grader.safe_text import shown
 
@@ -123,11 +124,11 @@ class LiveDisplay(Display):
                              transient=False)
             self.live.start()
 
-    def started(self, job: dict) -> None:
-        self.running[job["student"]] = "starting"
+    def started(self, job: Job) -> None:
+        self.running[job.student] = "starting"
 
-    def progress(self, job: dict, text: str) -> None:
-        self.running[job["student"]] = text
+    def progress(self, job: Job, text: str) -> None:
+        self.running[job.student] = text
 
     def queue(self, text: str) -> None:
         self.queue_text = text

@@ -23,6 +23,7 @@ cancels the batch's jobs; a killed batch leaves them running, for the rerun to a
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import math
 import os
@@ -139,7 +140,7 @@ def unavailable() -> str | None:
 
 @dataclass
 class _Task:
-    job: dict
+    job: Job
     attempt: int
     job_id: str | None = None
     state: str = "queued"  # queued | running | ended
@@ -178,7 +179,7 @@ class SlurmExecutor:
             return requested
         return "cuda" if self.resources.gpus else "cpu"
 
-    def run(self, jobs: list[dict], on_event: OnEvent) -> None:
+    def run(self, jobs: list[Job], on_event: OnEvent) -> None:
         for folder in (self.jobs_dir, self.progress_dir):
             folder.mkdir(parents=True, exist_ok=True)
         staged = staging.stage(jobs, self.shared)  # before any job starts; once, unless they changed
@@ -197,39 +198,39 @@ class SlurmExecutor:
             self._cancel(on_event)
             raise
 
-    def _for_node(self, job: dict) -> dict:
-        return {**job, "threads": self.resources.cpus,
-                "progress_file": str(self.progress_dir / job["student"])}
+    def _for_node(self, job: Job) -> Job:
+        return dataclasses.replace(job, threads=self.resources.cpus,
+                                   progress_file=str(self.progress_dir / job.student))
 
     # -- resuming ---------------------------------------------------------------------
 
-    def _adopt(self, jobs: list[dict], on_event: OnEvent) -> list[dict]:
+    def _adopt(self, jobs: list[Job], on_event: OnEvent) -> list[Job]:
         """Take over this class's jobs still on the cluster from an interrupted run; the rest is new."""
-        entries = {job["student"]: self.ledger.get(job["student"]) for job in jobs}
+        entries = {job.student: self.ledger.get(job.student) for job in jobs}
         names = sorted({e["name"] for e in entries.values() if e})
         live = _squeue(names) if names else {}
         if live is None:
             raise SubmitError("squeue does not answer: is the Slurm controller up?")
         fresh, adopted = [], 0
         for job in jobs:
-            entry = entries[job["student"]]
+            entry = entries[job.student]
             if entry is None:
                 fresh.append(job)
                 continue
             job_id = entry.get("job_id") or next(iter(_find_by_name(live, entry["name"], entry["index"])), None)
-            same = entry.get("fingerprint") == job["fingerprint"]
+            same = entry.get("fingerprint") == job.fingerprint
             if not same or job_id is None:
                 if job_id is not None and job_id in live:
                     _scancel([job_id])  # it grades files that changed since: its result would be stale
-                self.ledger.drop(job["student"])
+                self.ledger.drop(job.student)
                 fresh.append(job)
                 continue
-            task = _Task({**job, "attempt": entry["attempt"]}, entry["attempt"], job_id,
+            task = _Task(dataclasses.replace(job, attempt=entry["attempt"]), entry["attempt"], job_id,
                          reasons=list(entry.get("reasons", [])))
             if job_id not in live:
                 task.missing_since = float("-inf")  # ended while no batch watched it: decided at once
-            self.tasks[job["student"]] = task
-            self.ledger.put(job["student"], {**entry, "job_id": job_id})
+            self.tasks[job.student] = task
+            self.ledger.put(job.student, {**entry, "job_id": job_id})
             adopted += 1
         self.ledger.save()
         if adopted:
@@ -239,25 +240,25 @@ class SlurmExecutor:
 
     # -- submitting -------------------------------------------------------------------
 
-    def _submit(self, jobs: list[dict], attempt: int) -> None:
+    def _submit(self, jobs: list[Job], attempt: int) -> None:
         for start in range(0, len(jobs), MAX_ARRAY):
             self._submit_array(jobs[start:start + MAX_ARRAY], attempt)
 
-    def _submit_array(self, jobs: list[dict], attempt: int) -> None:
+    def _submit_array(self, jobs: list[Job], attempt: int) -> None:
         if not jobs:
             return
         import submitit
 
         name = f"grader-{secrets.token_hex(4)}"
-        jobs = [{**job, "attempt": attempt} for job in jobs]
+        jobs = [dataclasses.replace(job, attempt=attempt) for job in jobs]
         for index, job in enumerate(jobs):  # written first: a batch killed inside sbatch still finds them
-            previous = self.tasks.get(job["student"])
-            self.ledger.put(job["student"], {"name": name, "index": index, "job_id": None, "attempt": attempt,
-                                             "fingerprint": job["fingerprint"],
+            previous = self.tasks.get(job.student)
+            self.ledger.put(job.student, {"name": name, "index": index, "job_id": None, "attempt": attempt,
+                                          "fingerprint": job.fingerprint,
                                              "reasons": previous.reasons if previous else []})
         self.ledger.save()
         for job in jobs:
-            Path(job["progress_file"]).unlink(missing_ok=True)  # an earlier run's last item
+            Path(job.progress_file).unlink(missing_ok=True)  # an earlier run's last item
         executor = submitit.SlurmExecutor(folder=self.jobs_dir, max_num_timeout=0, python=shlex.quote(sys.executable))
         executor.update_parameters(**self.resources.sbatch(name, self.jobs_dir))
         self.submitting = name
@@ -265,15 +266,14 @@ class SlurmExecutor:
             submitted = executor.map_array(run_on_node, jobs)
         except Exception as e:  # sbatch's own message says what it refused
             for job in jobs:
-                self.ledger.drop(job["student"])
+                self.ledger.drop(job.student)
             self.ledger.save()
             raise SubmitError(f"sbatch refused the jobs: {_first_line(str(e))}") from None
         self.submitting = None
         for job, handle in zip(jobs, submitted):
-            previous = self.tasks.get(job["student"])
-            self.tasks[job["student"]] = _Task(job, attempt, handle.job_id,
-                                               reasons=previous.reasons if previous else [])
-            self.ledger.put(job["student"], {**self.ledger.get(job["student"]), "job_id": handle.job_id})
+            previous = self.tasks.get(job.student)
+            self.tasks[job.student] = _Task(job, attempt, handle.job_id, reasons=previous.reasons if previous else [])
+            self.ledger.put(job.student, {**self.ledger.get(job.student), "job_id": handle.job_id})
         self.ledger.save()
 
     # -- watching ---------------------------------------------------------------------
@@ -288,7 +288,7 @@ class SlurmExecutor:
                 # Every 2 s at first, then less often: squeue is shared by everyone on the cluster.
                 time.sleep(min(10.0, self.poll_s + (time.monotonic() - started) / 120))
 
-    def _poll(self, on_event: OnEvent) -> list[dict]:
+    def _poll(self, on_event: OnEvent) -> list[Job]:
         """One look at the cluster: finished students, started ones, and jobs to submit again."""
         live = _squeue(sorted({self.ledger.get(s)["name"] for s in self.tasks}))
         retry = []
@@ -332,13 +332,13 @@ class SlurmExecutor:
             task.started = True
             on_event("started", task.job, None)
             on_event("progress", task.job, f"running on {info.node or 'a node'} (Slurm job {task.job_id})")
-        text = _read(Path(task.job["progress_file"]))
+        text = _read(Path(task.job.progress_file))
         if text and text != task.progress:
             task.progress = text
             on_event("progress", task.job, text)
 
     def _finish(self, task: _Task, on_event: OnEvent, kind: str, payload) -> None:
-        student = task.job["student"]
+        student = task.job.student
         del self.tasks[student]
         self.ledger.drop(student)
         self.ledger.save()
@@ -509,9 +509,11 @@ def _read(path: Path) -> str:
 # -- the node side -----------------------------------------------------------------------
 
 
-def run_on_node(job: dict) -> dict:
-    """One student, in a Slurm job: what a local worker does, with this job's own environment."""
-    job = Job.from_dict(job)
+def run_on_node(job: Job | dict) -> dict:
+    """One student, in a Slurm job: what a local worker does, with this job's own environment.
+
+    submitit pickles the Job; a job file written for a scheduler (`Job.to_dict()`) reads back as a dict."""
+    job = job if isinstance(job, Job) else Job.from_dict(job)
     finished = False
 
     def ended_by_slurm(signum, frame):

@@ -15,6 +15,7 @@ The batch process does this before the first job is submitted; each job then onl
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader import atomic, datasets
+from grader.batch.job import Job
 from grader.fingerprint import tree_stamp
 from grader.rubric import load as load_rubric
 
@@ -38,22 +40,22 @@ class Staged:
     def cache(self) -> Path:
         return self.shared / "cache"
 
-    def apply(self, job: dict) -> dict:
+    def apply(self, job: Job) -> Job:
         """The job reading the staged copies; its fingerprint stays that of the originals."""
-        options = {**job["options"], "data_dir": self.data_dir, "checkpoint_dirs": list(self.checkpoint_dirs),
+        options = {**job.options, "data_dir": self.data_dir, "checkpoint_dirs": list(self.checkpoint_dirs),
                    "download": False}
-        env = {**job.get("env", {}), "GRADER_CACHE_DIR": str(self.cache)}
-        private = list(dict.fromkeys([*job["private"], str(self.shared)]))
-        return {**job, "options": options, "env": env, "private": private}
+        env = {**job.env, "GRADER_CACHE_DIR": str(self.cache)}
+        private = list(dict.fromkeys([*job.private, str(self.shared)]))
+        return dataclasses.replace(job, options=options, env=env, private=private)
 
 
-def stage(jobs: list[dict], shared: Path) -> Staged:
+def stage(jobs: list[Job], shared: Path) -> Staged:
     """Everything the jobs of one batch read besides submissions, rubric and reference, in `shared`."""
     shared = Path(shared).resolve()
     first = jobs[0]
-    rubric = load_rubric(first["rubric"]).with_limits(**first["limits"])
-    selected = rubric.select(first["items"])
-    options = first["options"]
+    rubric = load_rubric(first.rubric).with_limits(**first.limits)
+    selected = rubric.select(first.items)
+    options = first.options
     staged = Staged(shared, None, [])
     specs = _data_specs(rubric, selected)
     if specs:
