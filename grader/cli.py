@@ -48,7 +48,7 @@ def _version(value: bool) -> None:
     import torch
 
     try:
-        grader_version = metadata.version("grader")
+        grader_version = metadata.version("cnn-grader")  # the distribution's name on the package index
     except metadata.PackageNotFoundError:  # run from a source tree that was never installed
         grader_version = "(not installed)"
     Console().print(f"grader {grader_version}, torch {torch.__version__}, Python {platform.python_version()}",
@@ -286,6 +286,8 @@ def bundle(
                                           "instructor's checkpoints that visible items use"),
     install: str = typer.Option(bundle_module.DEFAULT_INSTALL, "--install", help="student bundle: the install "
                                 "command the README shows"),
+    with_wheel: bool = typer.Option(False, "--with-wheel", help="student bundle: carry this grader as a wheel "
+                                    "(wheels/), which the README installs: works offline"),
 ) -> None:
     """Pack a handout zip: --student (no solution, no hidden item) or --instructor."""
     if student == instructor:
@@ -293,7 +295,8 @@ def bundle(
     rubric_obj = _load_rubric(assignment)
     try:
         if student:
-            made = bundle_module.student(rubric_obj, output, with_checkpoints=with_checkpoints, install=install)
+            made = bundle_module.student(rubric_obj, output, with_checkpoints=with_checkpoints, install=install,
+                                         with_wheel=with_wheel)
         else:
             made = bundle_module.instructor(rubric_obj, output)
     except (bundle_module.BundleError, RubricError) as e:

@@ -8,6 +8,7 @@ asks that process for what it needs and decides here what it is worth.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -32,15 +33,16 @@ MAX_COPIED_FILE_BYTES = 20 << 20
 def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, items: list[str] | None = None,
           threads: int | None = None, on_item: Callable[[ItemResult], None] | None = None,
           on_progress: Callable[[str], None] | None = None, private_paths: list[Path] = (),
-          reuse: Reuse | None = None, student_id: str | None = None) -> GradeReport:
+          reuse: Reuse | None = None, student_id: str | None = None, reference=None) -> GradeReport:
+    """`reference`: what the checks compare with, when not the rubric's (grader.answers)."""
     options = options or Options()
     started = time.monotonic()
-    selected = rubric.select(items)
+    selected = [secret_seeds(item, rubric.grading_seed) for item in rubric.select(items)]
 
     # 1. The submission: its files, copied into the student's private folder.
     files, readable = collect_files(Path(submission))
     files, renamed = notebook_by_course_name(files, rubric)
-    reference = _reference(rubric)
+    reference = reference or _reference(rubric)
     context = None
 
     # 2. The student's process, and what it may read besides its own files.
@@ -113,6 +115,15 @@ def train(submission: Path, rubric: Rubric, item_id: str, options: Options | Non
         summary = accuracy.train_to_file(item, context, out, recipe_name=recipe, epochs=epochs, budget_s=budget_s,
                                          fresh=fresh, on_progress=on_progress)
     return {**summary, "out": str(out), "item": item.id}
+
+
+def secret_seeds(item, grading_seed: int | None):
+    """The item with its seeds moved by the instructor's secret: the handout's answers were
+    computed with the public seeds, so outputs stored from them do not serve here."""
+    if grading_seed is None or "seed" not in type(item).model_fields:
+        return item
+    salt = int.from_bytes(hashlib.sha256(f"{grading_seed}:{item.id}".encode()).digest()[:4], "big") % (1 << 30)
+    return item.model_copy(update={"seed": item.seed + 1 + salt})
 
 
 def run_item(item, context: Context) -> ItemResult:
@@ -238,10 +249,10 @@ def _private_paths(rubric: Rubric) -> list[str]:
 
 
 def _reference(rubric: Rubric) -> Reference | None:
-    folder = rubric.reference_dir()
-    if folder is None or not folder.is_dir():
-        return None
-    return Reference(folder, notebook=rubric.notebook)
+    # The reference solution, or in a handout the answers computed from it (grader.answers).
+    from grader.answers import provider
+
+    return provider(rubric)
 
 
 def _notebook(rubric: Rubric) -> dict | None:
