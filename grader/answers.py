@@ -206,7 +206,7 @@ class Recorder:
         document = {"format": FORMAT, "tensors": tensor_file.name, "answers": answers, "models": models,
                     "functions": functions}
         save_file(encoder.tensors, str(tensor_file))
-        path.write_text(json.dumps(document, sort_keys=True) + "\n")
+        path.write_text(json.dumps(document) + "\n")  # key order kept: messages print dicts in order
         return [path, tensor_file]
 
 

@@ -350,10 +350,13 @@ def _notes(rubric: Rubric, reference, selected) -> list[str]:
     notes = []
     if rubric.public:
         hidden = rubric.hidden
-        part = (f"{hidden.items} hidden item{'s' * (hidden.items != 1)} ({hidden.points:g} points)"
-                if hidden and hidden.items else "hidden items")
-        notes.append(f"Self-check: only the public items were graded. The {part}, graded by your instructor, "
-                     "may still fail.")
+        if hidden and hidden.items:
+            part = f"{hidden.items} hidden item{'s' * (hidden.items != 1)} ({hidden.points:g} points)"
+            notes.append(f"Self-check: only the public items were graded. The {part}, graded by your instructor, "
+                         "may still fail.")
+        else:
+            notes.append("Self-check: no item is hidden. Your instructor grades every item again after you hand "
+                         "in, with other inputs and weights, so a PASS here is not yet a grade.")
     elif reference is None and any(i.needs_reference() for i in selected):
         notes.append("No reference solution here: items that need it were skipped.")
     return notes

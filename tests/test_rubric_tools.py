@@ -120,7 +120,7 @@ def test_validate_checks_the_rubric_against_reference_skeleton_and_visibility(tm
     path = course / "rubrics" / "cnn_architecture.yaml"
     text = path.read_text()
     text = text.replace("target: {file: vgg16_full.py, name: vgg16}", "target: {file: vgg16_full.py, name: vgg19}")
-    text = text.replace("    visibility: after_published\n", "", 1)  # residual_block.downsample becomes visible
+    text = text.replace("    visibility: after_published\n", "", 1)  # the blanks become visible
     path.write_text(text)
     ref = course / "reference_solutions" / "cnn_architecture" / "main.py"
     ref.write_text(ref.read_text() + "\n# a new comment\n")
@@ -128,15 +128,15 @@ def test_validate_checks_the_rubric_against_reference_skeleton_and_visibility(tm
     assert done.returncode == 1
     lines = text.splitlines()
     vgg_line = next(i for i, line in enumerate(lines, 1) if "name: vgg19" in line)
-    downsample_line = next(i for i, line in enumerate(lines, 1) if "id: residual_block.downsample" in line)
+    blanks_line = next(i for i, line in enumerate(lines, 1) if "id: resnet50_layer4.blanks" in line)
     skeleton_line = next(i for i, line in enumerate(lines, 1) if line.startswith("skeleton:"))
     out = done.stdout
     assert f"cnn_architecture.yaml:{vgg_line}: error: item 'vgg16.accuracy': the reference vgg16_full.py defines no vgg19" in out
-    assert (f"cnn_architecture.yaml:{downsample_line}: warning: item 'residual_block.downsample' is visible but needs the "
-            "reference solution") in out
+    assert (f"cnn_architecture.yaml:{blanks_line}: warning: item 'resnet50_layer4.blanks' is visible: a blank's "
+            "expected value is an answer") in out
     assert (f"cnn_architecture.yaml:{skeleton_line}: warning: the skeleton is out of date (main.py): run "
             "`grader skeleton cnn_architecture`") in out
-    assert "invalid: 7 items, 125 points (40 public, 85 hidden)" in out
+    assert "invalid: 7 items, 125 points (125 public, 0 hidden)" in out
 
 
 def test_show_plain_when_piped(tmp_path):

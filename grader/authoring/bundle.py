@@ -26,6 +26,7 @@ DISTRIBUTION = "cnn-grader"  # our name on the package index ("grader" there is 
 DEFAULT_INSTALL = f"python -m pip install {DISTRIBUTION}"
 ANSWERS_NAME = "answers.json"  # and answers.safetensors beside it
 SCHEMA_COMMENT = "# yaml-language-server: $schema="
+_BINARY_SUFFIXES = (".safetensors", ".whl")  # numbers and a zip: no line of text to leak
 _CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth", ".safetensors", ".bin", ".tar")
 
 
@@ -195,7 +196,8 @@ def _refuse_solutions(rubric: Rubric, members: dict[str, bytes | Path]) -> None:
     reference = rubric.reference_dir()
     if reference is None or not reference.is_dir():
         return
-    texts = {name: data.decode(errors="replace") for name, data in members.items() if isinstance(data, bytes)}
+    texts = {name: data.decode(errors="replace") for name, data in members.items()
+             if isinstance(data, bytes) and not name.endswith(_BINARY_SUFFIXES)}
     handed_out = {line.strip() for text in texts.values() for line in text.splitlines()}
     for path in sorted(reference.rglob("*")):
         if not path.is_file() or "__pycache__" in path.parts:
