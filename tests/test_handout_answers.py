@@ -114,17 +114,25 @@ SUBMISSIONS = {
 }
 
 
-@pytest.fixture(scope="module")
-def handouts(tmp_path_factory) -> dict[str, Path]:
-    """Each shipped assignment's handout, unpacked far from the repository."""
-    made = {}
-    for assignment in SUBMISSIONS:
-        root = tmp_path_factory.mktemp(f"handout-{assignment}")
+class _Handouts(dict):
+    """Each shipped assignment's handout, unpacked far from the repository, made when first asked for."""
+
+    def __init__(self, factory):
+        super().__init__()
+        self.factory = factory
+
+    def __missing__(self, assignment: str) -> Path:
+        root = self.factory.mktemp(f"handout-{assignment}")
         out = bundle.student(rubric.load(RUBRICS / f"{assignment}.yaml"), root / "handout.zip")
         with zipfile.ZipFile(out.path) as z:
             z.extractall(root)
-        made[assignment] = root / assignment
-    return made
+        self[assignment] = root / assignment
+        return self[assignment]
+
+
+@pytest.fixture(scope="module")
+def handouts(tmp_path_factory) -> dict[str, Path]:
+    return _Handouts(tmp_path_factory)
 
 
 def _tests(report: dict) -> list[tuple]:

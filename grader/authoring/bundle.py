@@ -8,6 +8,7 @@ and no line of a solution block may be in it.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -173,9 +174,17 @@ def _wheel() -> tuple[str, bytes]:
         raise BundleError("--with-wheel builds the wheel from the grader's source tree, and this grader was installed "
                           f"from a package: run it from a clone, or give `--install` the line students should run")
     with tempfile.TemporaryDirectory() as tmp:
+        # Built from a clean copy: a build/ folder left in the tree could bring back deleted modules.
+        source = Path(tmp) / "source"
+        source.mkdir()
+        for name in ("pyproject.toml", "README.md", "LICENSE"):
+            if (root / name).is_file():
+                shutil.copy(root / name, source / name)
+        shutil.copytree(root / "grader", source / "grader", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                               "--no-index", "-q", "-w", tmp, str(root)], capture_output=True, text=True)
-        wheels = sorted(Path(tmp).glob("*.whl"))
+                               "--no-index", "-q", "-w", str(Path(tmp) / "out"), str(source)],
+                              capture_output=True, text=True)
+        wheels = sorted((Path(tmp) / "out").glob("*.whl"))
         if done.returncode != 0 or len(wheels) != 1:
             raise BundleError(f"cannot build the grader's wheel: {(done.stderr or done.stdout).strip()[-300:]}")
         return wheels[0].name, wheels[0].read_bytes()
