@@ -28,7 +28,6 @@ from typing import Any
 
 import torch
 
-from grader import introspect
 from grader.checks.base import NotGradable
 from grader.reference import Reference, ReferenceError
 
@@ -353,4 +352,4 @@ def provider(rubric) -> "Reference | Answers | None":
     return None
 
 
-__all__ = ["Answers", "Recorder", "digest", "provider", "introspect"]
+__all__ = ["Answers", "Recorder", "digest", "provider"]

@@ -111,7 +111,7 @@ def test_validate_the_course_rubrics():
     names = [p.stem for p in sorted(RUBRICS.glob("*.yaml"))]
     done = run_cli("rubric", "validate", *names)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "cnn_architecture.yaml: valid: 7 items, 125 points (20 public, 105 hidden)" in done.stdout
+    assert "cnn_architecture.yaml: valid: 7 items, 125 points (100 public, 25 hidden)" in done.stdout
     assert "warning" not in done.stdout and "error" not in done.stdout
 
 
@@ -147,16 +147,16 @@ def test_show_plain_when_piped(tmp_path):
     assert any(r.split()[:4] == ["resnet50_layer4.blanks", "25", "after_published", "blanks"] for r in rows)
     assert any(r.split()[:4] == ["vgg16.accuracy", "10", "visible", "accuracy"] for r in rows)
     assert rows[-1].split()[:2] == ["TOTAL", "125"]
-    assert "20 public (students self-check), 105 hidden" in rows[-1]
+    assert "100 public (students self-check), 25 hidden" in rows[-1]
 
 
 def test_show_json():
     done = run_cli("rubric", "show", str(RUBRICS / "cnn_architecture.yaml"), "--json")
     data = json.loads(done.stdout)
-    assert data["total_points"] == 125 and data["public_points"] == 20 and data["hidden_points"] == 105
+    assert data["total_points"] == 125 and data["public_points"] == 100 and data["hidden_points"] == 25
     by_id = {i["id"]: i for i in data["items"]}
     assert by_id["residual_block.plain"] == {"id": "residual_block.plain", "title": "Q1 ResidualBlock, downsample=False",
-                                             "check": "equivalence", "points": 20, "visibility": "after_published",
+                                             "check": "equivalence", "points": 20, "visibility": "visible",
                                              "needs_reference": True}
     assert [i["id"] for i in data["items"]][:2] == ["residual_block.downsample", "residual_block.plain"]
 
@@ -166,7 +166,7 @@ def test_show_is_a_table_on_a_terminal():
     rubric_tools.show(rubric.load(RUBRICS / "cnn_architecture.yaml"), Console(file=out, force_terminal=True, color_system=None, width=160))
     text = out.getvalue()
     assert "┃ Item" in text and "Visibility" in text and "125" in text
-    assert "20 public (students self-check), 105 hidden" in text
+    assert "100 public (students self-check), 25 hidden" in text
 
 
 # -- the JSON Schema --------------------------------------------------------------------
