@@ -119,7 +119,7 @@ def _version(value: bool) -> None:
     import torch
 
     try:
-        grader_version = metadata.version("grader")
+        grader_version = metadata.version("cnn-grader")  # the distribution's name on the package index
     except metadata.PackageNotFoundError:  # run from a source tree that was never installed
         grader_version = "(not installed)"
     Console().print(f"grader {grader_version}, torch {torch.__version__}, Python {platform.python_version()}",
@@ -349,6 +349,8 @@ def bundle(
                                                     "instructor's checkpoints to carry (repeatable)")] = [],
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="--gradescope: the test set to carry "
                                                      "(default: accuracy on the embedded sample)")] = None,
+    with_wheel: bool = typer.Option(False, "--with-wheel", help="student bundle: carry this grader as a wheel "
+                                    "(wheels/), which the README installs: works offline"),
 ) -> None:
     """Pack a zip: --student (no solution, no hidden item), --instructor, or --gradescope (an autograder)."""
     if student + instructor + gradescope != 1:
@@ -358,7 +360,8 @@ def bundle(
     rubric_obj = _load_rubric(assignment)
     notes: list[str] = []
     if student:
-        made = bundle_module.student(rubric_obj, output, with_checkpoints=with_checkpoints, install=install)
+        made = bundle_module.student(rubric_obj, output, with_checkpoints=with_checkpoints, install=install,
+                                     with_wheel=with_wheel)
     elif instructor:
         made = bundle_module.instructor(rubric_obj, output)
     else:

@@ -91,7 +91,7 @@ def grader_version() -> str:
     try:
         from importlib.metadata import version
 
-        number = version("grader")
+        number = version("cnn-grader")  # the distribution name; the import package is grader
     except Exception:  # not installed, e.g. run from a source tree
         number = "unknown"
     root = Path(__file__).resolve().parent

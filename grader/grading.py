@@ -8,6 +8,7 @@ asks that process for what it needs and decides here what it is worth.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -34,15 +35,16 @@ MAX_COPIED_FILE_BYTES = 20 << 20
 def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, items: list[str] | None = None,
           threads: int | None = None, on_item: Callable[[ItemResult], None] | None = None,
           on_progress: Callable[[str], None] | None = None, private_paths: list[Path] = (),
-          reuse: Reuse | None = None, student_id: str | None = None) -> GradeReport:
+          reuse: Reuse | None = None, student_id: str | None = None, reference=None) -> GradeReport:
+    """`reference`: what the checks compare with, when not the rubric's (grader.answers)."""
     options = options or Options()
     started = time.monotonic()
-    selected = rubric.select(items)
+    selected = [secret_seeds(item, rubric.grading_seed) for item in rubric.select(items)]
 
     # 1. The submission: its files, copied into the student's private folder.
     files, readable = collect_files(Path(submission))
     files, renamed = notebook_by_course_name(files, rubric)
-    reference = _reference(rubric)
+    reference = reference or _reference(rubric)
     context = None
     checkpoints = _checkpoint_files(rubric, selected, submission, options)
     keys = reuse_keys(reuse, rubric, selected, Path(submission), options)
@@ -140,6 +142,15 @@ def train(submission: Path, rubric: Rubric, item_id: str, options: Options | Non
         summary = accuracy.train_to_file(item, context, out, recipe_name=recipe, epochs=epochs, budget_s=budget_s,
                                          fresh=fresh, on_progress=on_progress)
     return {**summary, "out": str(out), "item": item.id}
+
+
+def secret_seeds(item, grading_seed: int | None):
+    """The item with its seeds moved by the instructor's secret: the handout's answers were
+    computed with the public seeds, so outputs stored from them do not serve here."""
+    if grading_seed is None or "seed" not in type(item).model_fields:
+        return item
+    salt = int.from_bytes(hashlib.sha256(f"{grading_seed}:{item.id}".encode()).digest()[:4], "big") % (1 << 30)
+    return item.model_copy(update={"seed": item.seed + 1 + salt})
 
 
 def run_item(item, context: Context) -> ItemResult:
@@ -307,10 +318,10 @@ def _private_paths(rubric: Rubric) -> list[str]:
 
 
 def _reference(rubric: Rubric) -> Reference | None:
-    folder = rubric.reference_dir()
-    if folder is None or not folder.is_dir():
-        return None
-    return Reference(folder, notebook=rubric.notebook)
+    # The reference solution, or in a handout the answers computed from it (grader.answers).
+    from grader.answers import provider
+
+    return provider(rubric)
 
 
 def _notebook(rubric: Rubric) -> dict | None:
@@ -408,10 +419,13 @@ def _notes(rubric: Rubric, reference, selected) -> list[str]:
     notes = []
     if rubric.public:
         hidden = rubric.hidden
-        part = (f"{hidden.items} hidden item{'s' * (hidden.items != 1)} ({hidden.points:g} points)"
-                if hidden and hidden.items else "hidden items")
-        notes.append(f"Self-check: only the public items were graded. The {part}, graded by your instructor, "
-                     "may still fail.")
+        if hidden and hidden.items:
+            part = f"{hidden.items} hidden item{'s' * (hidden.items != 1)} ({hidden.points:g} points)"
+            notes.append(f"Self-check: only the public items were graded. The {part}, graded by your instructor, "
+                         "may still fail.")
+        else:
+            notes.append("Self-check: no item is hidden. Your instructor grades every item again after you hand "
+                         "in, with other inputs and weights, so a PASS here is not yet a grade.")
     elif reference is None and any(i.needs_reference() for i in selected):
         notes.append("No reference solution here: items that need it were skipped.")
     return notes

@@ -31,7 +31,7 @@ from rich.console import Console
 
 from grader import grading, notebook_session, report
 from grader.rubric import find as assignments
-from grader.checks.base import Options
+from grader.options import Options
 from grader.device import resolve
 from grader.notebook import cell_sections, python_source, read_cells
 from grader.results import GradeReport

@@ -91,6 +91,11 @@ class Reference:
         setup = self.module(file).__notebook__.training_setup(section, model, names)
         return copy.deepcopy((model, setup["optimizer"]))
 
+    def optimizer_description(self, file: str, section: str, name: str, names: tuple[str, str, str]) -> dict:
+        """Type and settings of the optimizer the reference trains a section's model with."""
+        model, optimizer = self.training_setup(file, section, name, names)
+        return introspect.describe_optimizer(optimizer, model)
+
     def signature(self, file: str, name: str) -> list[dict]:
         return introspect.signature_params(getattr(self.module(file), name))
 
@@ -111,6 +116,14 @@ class Reference:
                 return introspect.build(module, name, list(args), dict(kwargs or {}), spec, seed)
         except Exception as e:
             raise ReferenceUnavailable(f"the reference {name} cannot be built: {e}") from e
+
+    def describe_module(self, file: str, name: str, args=(), kwargs=None, isolate: list[str] = (),
+                        module: str = "") -> dict:
+        """The nodes of one module of the model and of everything under it: what a check of that
+        module needs, and nothing of the rest (a handout ships it: it must not hold other answers)."""
+        nodes = self.describe(file, name, args, kwargs, isolate)["nodes"]
+        return {"nodes": {path: node for path, node in nodes.items()
+                          if path == module or path.startswith(f"{module}.")}}
 
     def describe(self, file: str, name: str, args=(), kwargs=None, isolate: list[str] = (),
                  input_shapes: list | None = None, section: str | None = None) -> dict:

@@ -4,7 +4,10 @@ hidden; the instructor zip holds everything and its rubric works where it is unp
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -31,7 +34,11 @@ def test_student_zip_holds_no_solution(tmp_path, assignment):
     out = _student_zip(tmp_path, assignment)
     with zipfile.ZipFile(out) as z:
         members = {name: z.read(name) for name in z.namelist()}
-    text = "\n".join(data.decode(errors="replace") for data in members.values())
+    # Text members only: answers.safetensors holds numbers, and any two bytes of it may read as ")".
+    text = "\n".join(data.decode(errors="replace") for name, data in members.items()
+                     if not name.endswith(".safetensors"))
+    assert all(name.endswith(("/answers.json", "/answers.safetensors")) or not name.endswith((".json", ".safetensors"))
+               for name in members)
     handed_lines = {line.strip() for line in text.splitlines()}
 
     reference = full.reference_dir()
@@ -63,7 +70,7 @@ def test_student_zip_holds_no_solution(tmp_path, assignment):
     for rel, data in skeleton.student_files(reference).items():
         assert members[f"{assignment}/{rel}"] == data
     readme = members[f"{assignment}/README.md"].decode()
-    assert "$ python -m pip install grader" in readme and "$ grader check ." in readme
+    assert "$ python -m pip install cnn-grader" in readme and "$ grader check ." in readme
 
 
 def test_student_self_check_runs_the_public_items_and_says_what_is_hidden(tmp_path, cnn_checkpoints,
@@ -73,21 +80,25 @@ def test_student_self_check_runs_the_public_items_and_says_what_is_hidden(tmp_pa
         z.extractall(tmp_path / "student")
     folder = tmp_path / "student" / "cnn_architecture"
 
-    # As handed out: the rubric is found in the folder; only the two public items are graded, and
-    # the untouched skeleton (blanks do not parse) fails on its own line: nothing here passes yet.
+    # As handed out: the rubric is found in the folder; only the public items are graded (Q1 and the
+    # layer3/layer4 blocks from the answers file), and the untouched skeleton (blanks do not parse)
+    # fails on its own line: nothing here passes yet.  (Q1 and the blocks became public with the
+    # answers file; before, only the two accuracy items were.)
     done = run_cli("check", str(folder))
-    assert done.returncode == 1, done.stdout + done.stderr  # both skipped: no checkpoints yet
+    assert done.returncode == 1, done.stdout + done.stderr
     assert "resnet50_skeleton.py" in done.stdout and "SyntaxError" in done.stdout
     assert "resnet50_layer4.accuracy" in done.stdout and "vgg16.accuracy" in done.stdout
-    assert "residual_block" not in done.stdout and "TOTAL       0/20" in done.stdout
-    assert ("Self-check: only the public items were graded. The 5 hidden items (105 points), graded by your "
+    assert "residual_block.plain" in done.stdout
+    assert any(line.split() == ["TOTAL", "0/100"] for line in done.stdout.splitlines()), done.stdout
+    assert "resnet50_layer4.blanks" not in done.stdout
+    assert ("Self-check: only the public items were graded. The 1 hidden item (25 points), graded by your "
             "instructor, may still fail.") in done.stdout
 
     # The student completes the work, puts the instructor's checkpoints beside it, checks again.
     for name in ("resnet50_skeleton.py",):
         shutil.copy(REFERENCE / "cnn_architecture" / name, folder / name)
-    for ckpt in cnn_checkpoints.iterdir():
-        (folder / ckpt.name).symlink_to(ckpt)
+    for ckpt in cnn_checkpoints.iterdir():  # copied: a link in a submission is never followed
+        shutil.copy(ckpt, folder / ckpt.name)
     done = run_cli("check", ".", "--items", "resnet50_layer4.accuracy", "--data-dir", str(labelled_by_resnet),
                    cwd=folder)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -96,8 +107,8 @@ def test_student_self_check_runs_the_public_items_and_says_what_is_hidden(tmp_pa
 
 def test_instructor_preview_of_the_self_check(tmp_path):
     done = run_cli("check", str(SKELETONS / "cnn_architecture"), "--rubric", "cnn_architecture", "--public")
-    assert "residual_block" not in done.stdout and "vgg16.accuracy" in done.stdout
-    assert "The 5 hidden items (105 points)" in done.stdout
+    assert "resnet50_layer4.blanks" not in done.stdout and "vgg16.accuracy" in done.stdout
+    assert "residual_block.plain" in done.stdout and "The 1 hidden item (25 points)" in done.stdout
 
 
 def test_bundle_refuses_a_stale_or_leaking_skeleton(tmp_path):
@@ -124,13 +135,15 @@ def test_bundle_refuses_a_stale_or_leaking_skeleton(tmp_path):
     assert not out.exists()
 
 
-def test_bundle_refuses_visible_items_that_need_the_reference(tmp_path):
+def test_bundle_refuses_visible_items_that_need_an_absent_reference(tmp_path):
+    # Visible items that compare with the reference get their answers from it: without it, refused.
     course = course_copy(tmp_path)
-    path = course / "rubrics" / "cnn_architecture.yaml"
-    path.write_text(path.read_text().replace("    visibility: after_published\n", "", 1))
+    shutil.rmtree(course / "reference_solutions")
     done = run_cli("bundle", "cnn_architecture", "--student", "-o", str(tmp_path / "h.zip"), cwd=course)
     assert done.returncode == 2
-    assert "visible item(s) residual_block.downsample need the reference solution" in done.stderr
+    assert ("visible item(s) residual_block.downsample, residual_block.plain, resnet50_layer4.layer3, "
+            "resnet50_layer4.layer4 need the reference solution to compute their answers") in done.stderr
+    assert not (tmp_path / "h.zip").exists()
 
 
 def test_student_bundle_with_the_instructors_checkpoints(tmp_path, cnn_checkpoints):
@@ -172,3 +185,31 @@ def test_bundles_are_reproducible_and_need_a_kind(tmp_path):
     assert first.read_bytes() == second.read_bytes()
     done = run_cli("bundle", "cnn_architecture", "-o", str(tmp_path / "c.zip"))
     assert done.returncode == 2 and "--student or --instructor" in done.stderr
+
+
+def test_student_bundle_carries_this_grader_as_a_wheel_that_installs_offline(tmp_path):
+    out = _student_zip(tmp_path, "resnet18_cifar", "--with-wheel")
+    with zipfile.ZipFile(out) as z:
+        wheels = [n for n in z.namelist() if n.startswith("resnet18_cifar/wheels/")]
+        readme = z.read("resnet18_cifar/README.md").decode()
+        z.extractall(tmp_path / "student")
+    assert wheels == ["resnet18_cifar/wheels/cnn_grader-0.1.0-py3-none-any.whl"]
+    assert "$ python -m pip install ./wheels/cnn_grader-0.1.0-py3-none-any.whl" in readme
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in readme
+    wheel = tmp_path / "student" / wheels[0]
+    with zipfile.ZipFile(wheel) as w:
+        metadata = w.read("cnn_grader-0.1.0.dist-info/METADATA").decode()
+        entry_points = w.read("cnn_grader-0.1.0.dist-info/entry_points.txt").decode()
+        assert "grader/answers.py" in w.namelist() and "grader/cli.py" in w.namelist()
+    assert "Name: cnn-grader" in metadata and "Requires-Python: >=3.10" in metadata
+    assert "Requires-Dist: torch>=2.2\n" in metadata  # the student's own torch: no pin, no CUDA build forced
+    assert "grader = grader.cli:main" in entry_points
+    # Installed from the handout with no index at all, the `grader` command is this grader.
+    site = tmp_path / "site"
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--target", str(site),
+                           str(wheel)], capture_output=True, text=True, cwd=tmp_path / "student" / "resnet18_cifar")
+    assert done.returncode == 0, done.stderr
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    done = subprocess.run([sys.executable, "-m", "grader", "--version"], capture_output=True, text=True,
+                          cwd=tmp_path, env=env)
+    assert done.returncode == 0 and done.stdout.startswith("grader 0.1.0, torch "), done.stdout + done.stderr

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from grader import datasets, evaluate, grading, rubric
-from grader.checks.base import Options
+from grader.options import Options
 from tests.tiny_accuracy import position_model, sample, submission, tiny_course
 
 PER_CLASS = 12

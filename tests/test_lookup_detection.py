@@ -8,7 +8,7 @@ import json
 import numpy as np
 
 from grader import batch
-from grader.checks.base import Options
+from grader.options import Options
 from tests.tiny_accuracy import colour_labels, colour_model, lookup_model, sample, submission, tiny_course
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from grader import batch, evaluate, probe
-from grader.checks.base import Options
+from grader.options import Options
 from tests.tiny_accuracy import NET, sample, submission, tiny_course
 
 SWITCHING = NET.replace("import torch.nn as nn\n", "import torch.nn as nn\n\nCALLS = [0]\n") + """

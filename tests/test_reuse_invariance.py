@@ -18,7 +18,7 @@ import pytest
 from grader import batch, grading
 from grader import rubric as rubrics
 from grader.checks import KINDS
-from grader.checks.base import Options
+from grader.options import Options
 from grader.results import FAILED, SKIPPED, GradeReport, ItemResult
 from grader.reuse import Reuse
 from tests import cnn_class, notebook_class

@@ -111,7 +111,7 @@ def test_validate_the_course_rubrics():
     names = [p.stem for p in sorted(RUBRICS.glob("*.yaml"))]
     done = run_cli("rubric", "validate", *names)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "cnn_architecture.yaml: valid: 7 items, 125 points (20 public, 105 hidden)" in done.stdout
+    assert "cnn_architecture.yaml: valid: 7 items, 125 points (100 public, 25 hidden)" in done.stdout
     assert "warning" not in done.stdout and "error" not in done.stdout
 
 
@@ -120,7 +120,7 @@ def test_validate_checks_the_rubric_against_reference_skeleton_and_visibility(tm
     path = course / "rubrics" / "cnn_architecture.yaml"
     text = path.read_text()
     text = text.replace("target: {file: vgg16_full.py, name: vgg16}", "target: {file: vgg16_full.py, name: vgg19}")
-    text = text.replace("    visibility: after_published\n", "", 1)  # residual_block.downsample becomes visible
+    text = text.replace("    visibility: after_published\n", "", 1)  # the blanks become visible
     path.write_text(text)
     ref = course / "reference_solutions" / "cnn_architecture" / "main.py"
     ref.write_text(ref.read_text() + "\n# a new comment\n")
@@ -128,15 +128,15 @@ def test_validate_checks_the_rubric_against_reference_skeleton_and_visibility(tm
     assert done.returncode == 1
     lines = text.splitlines()
     vgg_line = next(i for i, line in enumerate(lines, 1) if "name: vgg19" in line)
-    downsample_line = next(i for i, line in enumerate(lines, 1) if "id: residual_block.downsample" in line)
+    blanks_line = next(i for i, line in enumerate(lines, 1) if "id: resnet50_layer4.blanks" in line)
     skeleton_line = next(i for i, line in enumerate(lines, 1) if line.startswith("skeleton:"))
     out = done.stdout
     assert f"cnn_architecture.yaml:{vgg_line}: error: item 'vgg16.accuracy': the reference vgg16_full.py defines no vgg19" in out
-    assert (f"cnn_architecture.yaml:{downsample_line}: warning: item 'residual_block.downsample' is visible but needs the "
-            "reference solution") in out
+    assert (f"cnn_architecture.yaml:{blanks_line}: warning: item 'resnet50_layer4.blanks' is visible: a blank's "
+            "expected value is an answer") in out
     assert (f"cnn_architecture.yaml:{skeleton_line}: warning: the skeleton is out of date (main.py): run "
             "`grader skeleton cnn_architecture`") in out
-    assert "invalid: 7 items, 125 points (40 public, 85 hidden)" in out
+    assert "invalid: 7 items, 125 points (125 public, 0 hidden)" in out
 
 
 def test_show_plain_when_piped(tmp_path):
@@ -147,16 +147,16 @@ def test_show_plain_when_piped(tmp_path):
     assert any(r.split()[:4] == ["resnet50_layer4.blanks", "25", "after_published", "blanks"] for r in rows)
     assert any(r.split()[:4] == ["vgg16.accuracy", "10", "visible", "accuracy"] for r in rows)
     assert rows[-1].split()[:2] == ["TOTAL", "125"]
-    assert "20 public (students self-check), 105 hidden" in rows[-1]
+    assert "100 public (students self-check), 25 hidden" in rows[-1]
 
 
 def test_show_json():
     done = run_cli("rubric", "show", str(RUBRICS / "cnn_architecture.yaml"), "--json")
     data = json.loads(done.stdout)
-    assert data["total_points"] == 125 and data["public_points"] == 20 and data["hidden_points"] == 105
+    assert data["total_points"] == 125 and data["public_points"] == 100 and data["hidden_points"] == 25
     by_id = {i["id"]: i for i in data["items"]}
     assert by_id["residual_block.plain"] == {"id": "residual_block.plain", "title": "Q1 ResidualBlock, downsample=False",
-                                             "check": "equivalence", "points": 20, "visibility": "after_published",
+                                             "check": "equivalence", "points": 20, "visibility": "visible",
                                              "needs_reference": True}
     assert [i["id"] for i in data["items"]][:2] == ["residual_block.downsample", "residual_block.plain"]
 
@@ -166,7 +166,7 @@ def test_show_is_a_table_on_a_terminal():
     rubric_tools.show(rubric.load(RUBRICS / "cnn_architecture.yaml"), Console(file=out, force_terminal=True, color_system=None, width=160))
     text = out.getvalue()
     assert "┃ Item" in text and "Visibility" in text and "125" in text
-    assert "20 public (students self-check), 105 hidden" in text
+    assert "100 public (students self-check), 25 hidden" in text
 
 
 # -- the JSON Schema --------------------------------------------------------------------

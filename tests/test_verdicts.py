@@ -16,7 +16,7 @@ from grader import grading, rubric
 from grader.batch import progress
 from grader.checkpoints import CheckpointRefused, read_state_dict
 from grader.checks import accuracy
-from grader.checks.base import Options
+from grader.options import Options
 from grader.checks.structure import align
 from grader.notebook import load_notebook_module
 from tests.conftest import REFERENCE, run_cli

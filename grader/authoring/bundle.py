@@ -8,6 +8,10 @@ and no line of a solution block may be in it.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +24,11 @@ from grader.rubric import Rubric, json_schema
 
 # Fixed timestamps: the same sources give byte-identical zips.
 _ZIP_TIME = (2020, 1, 1, 0, 0, 0)
-DEFAULT_INSTALL = "python -m pip install grader"
+DISTRIBUTION = "cnn-grader"  # our name on the package index ("grader" there is another project)
+DEFAULT_INSTALL = f"python -m pip install {DISTRIBUTION}"
+ANSWERS_NAME = "answers.json"  # and answers.safetensors beside it
 SCHEMA_COMMENT = "# yaml-language-server: $schema="
+_BINARY_SUFFIXES = (".safetensors", ".whl")  # numbers and a zip: no line of text to leak
 _CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth", ".safetensors", ".bin", ".tar")
 
 
@@ -36,12 +43,17 @@ class Bundle:
 
 
 def student(rubric: Rubric, out: Path, *, with_checkpoints: bool = False,
-            install: str = DEFAULT_INSTALL) -> Bundle:
+            install: str = DEFAULT_INSTALL, with_wheel: bool = False) -> Bundle:
     """skeleton files + <assignment>.yaml (public items only) + README.md, under <assignment>/."""
     files = _student_files(rubric)
     public = rubric.public_view()
-    _refuse_reference_items(public)
+    answers = _public_answers(rubric, public)
+    if answers:
+        public = public.model_copy(update={"answers": ANSWERS_NAME})
     checkpoints = _instructor_checkpoints(rubric, public) if with_checkpoints else {}
+    wheel = _wheel() if with_wheel else None
+    if wheel is not None and install == DEFAULT_INSTALL:
+        install = f"python -m pip install ./wheels/{wheel[0]}"
     name = rubric.assignment
     header = (f"# Public rubric of {name} for the students' self-check (grader check .).\n"
               f"# Written by `grader bundle {name} --student`; hidden items are graded by the instructor.\n")
@@ -52,6 +64,10 @@ def student(rubric: Rubric, out: Path, *, with_checkpoints: bool = False,
                                                           install).encode()
     for file_name, path in checkpoints.items():
         members[f"{name}/{file_name}"] = path
+    if wheel is not None:
+        members[f"{name}/wheels/{wheel[0]}"] = wheel[1]
+    for file_name, data in answers.items():
+        members[f"{name}/{file_name}"] = data
     _refuse_solutions(rubric, members)
     return _write(out, members)
 
@@ -123,11 +139,56 @@ def _student_files(rubric: Rubric) -> dict[str, bytes]:
     raise BundleError(f"{rubric.assignment} has neither a skeleton folder nor a reference to make one from")
 
 
-def _refuse_reference_items(public: Rubric) -> None:
+def _public_answers(rubric: Rubric, public: Rubric) -> dict[str, bytes]:
+    """What the visible items compare against, computed here with the reference and the public
+    seeds (grader.answers): data for the handout, in place of the solution."""
     needing = [item.id for item in public.items if item.needs_reference()]
-    if needing:
-        raise BundleError(f"visible item(s) {', '.join(needing)} need the reference solution, which students do not "
-                          "get: make them `visibility: hidden` or give their expected values in the rubric")
+    if not needing:
+        return {}
+    reference = rubric.reference_dir()
+    if reference is None or not reference.is_dir():
+        raise BundleError(f"visible item(s) {', '.join(needing)} need the reference solution to compute their "
+                          "answers, and it is not there: make them `visibility: hidden` or give their expected "
+                          "values in the rubric")
+    from grader import grading
+    from grader.answers import Recorder
+    from grader.reference import Reference
+
+    recorder = Recorder(Reference(reference, notebook=rubric.notebook))
+    report = grading.grade(reference, public, items=needing, reference=recorder)
+    failed = [r for r in report.results if r.points < r.max_points]
+    if failed:
+        r = failed[0]
+        raise BundleError(f"the reference solution does not pass visible item {r.id} ({r.message}): its answers "
+                          "would be wrong; fix the rubric or the reference")
+    with tempfile.TemporaryDirectory() as tmp:
+        written = recorder.save(Path(tmp) / ANSWERS_NAME)
+        return {path.name: path.read_bytes() for path in written}
+
+
+def _wheel() -> tuple[str, bytes]:
+    """This grader as a wheel, built from its source tree without the network."""
+    import grader
+
+    root = Path(grader.__file__).resolve().parent.parent
+    if not (root / "pyproject.toml").is_file():
+        raise BundleError("--with-wheel builds the wheel from the grader's source tree, and this grader was installed "
+                          "from a package: run it from a clone, or give `--install` the line students should run")
+    with tempfile.TemporaryDirectory() as tmp:
+        # Built from a clean copy: a build/ folder left in the tree could bring back deleted modules.
+        source = Path(tmp) / "source"
+        source.mkdir()
+        for name in ("pyproject.toml", "README.md", "LICENSE"):
+            if (root / name).is_file():
+                shutil.copy(root / name, source / name)
+        shutil.copytree(root / "grader", source / "grader", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                               "--no-index", "-q", "-w", str(Path(tmp) / "out"), str(source)],
+                              capture_output=True, text=True)
+        wheels = sorted((Path(tmp) / "out").glob("*.whl"))
+        if done.returncode != 0 or len(wheels) != 1:
+            raise BundleError(f"cannot build the grader's wheel: {(done.stderr or done.stdout).strip()[-300:]}")
+        return wheels[0].name, wheels[0].read_bytes()
 
 
 def _instructor_checkpoints(rubric: Rubric, public: Rubric) -> dict[str, Path]:
@@ -145,7 +206,8 @@ def _refuse_solutions(rubric: Rubric, members: dict[str, bytes | Path]) -> None:
     reference = rubric.reference_dir()
     if reference is None or not reference.is_dir():
         return
-    texts = {name: data.decode(errors="replace") for name, data in members.items() if isinstance(data, bytes)}
+    texts = {name: data.decode(errors="replace") for name, data in members.items()
+             if isinstance(data, bytes) and not name.endswith(_BINARY_SUFFIXES)}
     handed_out = {line.strip() for text in texts.values() for line in text.splitlines()}
     for path in sorted(reference.rglob("*")):
         if not path.is_file() or "__pycache__" in path.parts:

@@ -51,7 +51,10 @@ def student(public: Rubric, files: list[str], checkpoints: list[str], install: s
         + ".", "",
         "## Install the grader (once)", "",
         "```console", f"$ {install}", "```", "",
-        "It needs Python 3.10 or newer; it installs PyTorch if you do not have it.", "",
+        "It is the `cnn-grader` package (`pip install grader` installs another project). It needs Python 3.10 "
+        "or newer and uses the PyTorch you have (Colab's, say). On a laptop without PyTorch, install the CPU "
+        "build first: `python -m pip install torch torchvision --extra-index-url "
+        "https://download.pytorch.org/whl/cpu`.", "",
         "## Check your work", "",
         "In this folder:", "",
         "```console", "$ grader check .", "```", "",
@@ -65,6 +68,12 @@ def student(public: Rubric, files: list[str], checkpoints: list[str], install: s
         lines += [f"**The rest is hidden** ({public.hidden.items} item{'s' * (public.hidden.items != 1)}, "
                   f"{points(public.hidden.points)} points): your instructor grades it after you hand in, with "
                   "the reference solution. Hidden items may still fail when every public item passes.", ""]
+    if public.answers:
+        lines += ["There is no solution here: what these items compare your code with (the reference's outputs on "
+                  "some random inputs and weights, its layers and settings) is in `answers.json` and "
+                  "`answers.safetensors`, as numbers. A PASS means your code computes what the reference computes on "
+                  "those inputs; your instructor grades again with other inputs and weights, so code that returns "
+                  "the stored numbers instead of computing them gets nothing.", ""]
     lines += ["`grader check` exits with 0 when every public item passes and 1 otherwise; "
               "`grader check . --verbose` shows every detail, and what your code printed.", ""]
     if accuracy:
@@ -88,8 +97,9 @@ def student(public: Rubric, files: list[str], checkpoints: list[str], install: s
         if own:
             lines += [f"Your own checkpoint{'s' * (len(own) > 1)} ({', '.join(f'`{c}`' for c in own)}) "
                       "must be in this folder, where your training code saves it.", ""]
+    extra = ", `answers.json` and `answers.safetensors` (what the checks compare with)" if public.answers else ""
     lines += [f"Files in this folder: {', '.join(f'`{f}`' for f in files)}, `{name}.yaml` (the public "
-              "rubric) and this README.", ""]
+              f"rubric){extra} and this README.", ""]
     return "\n".join(lines)
 
 

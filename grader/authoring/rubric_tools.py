@@ -52,13 +52,21 @@ def lint(rubric: Rubric) -> list[Finding]:
             if stale:
                 findings.append(Finding("warning", line("skeleton"), f"the skeleton is out of date ({', '.join(stale)})"
                                         f": run `grader skeleton {rubric.assignment}`"))
+    has_reference = reference is not None and reference.is_dir()
     for index, item in enumerate(rubric.items):
-        if item.visibility == PUBLIC_VISIBILITY and item.needs_reference() and not rubric.public:
-            findings.append(Finding("warning", line("items", index, "visibility") if _has(root, index, "visibility")
-                                    else line("items", index),
-                                    f"item '{item.id}' is visible but needs the reference solution, which students "
-                                    "do not have: their self-check skips it (make it `visibility: hidden`, or give "
-                                    "the expected value in the rubric)"))
+        if item.visibility != PUBLIC_VISIBILITY or rubric.public:
+            continue
+        where = line("items", index, "visibility") if _has(root, index, "visibility") else line("items", index)
+        if item.needs_reference() and not has_reference:
+            findings.append(Finding("warning", where,
+                                    f"item '{item.id}' is visible but needs the reference solution, which is not "
+                                    "there to compute the handout's answers: `grader bundle --student` refuses it "
+                                    "(make it `visibility: hidden`, or give the expected value in the rubric)"))
+        elif item.check == "blanks":
+            findings.append(Finding("warning", where,
+                                    f"item '{item.id}' is visible: a blank's expected value is an answer, and the "
+                                    "handout's answers file would hold it (make it `visibility: hidden` or "
+                                    "`after_published`)"))
     if not any(i.visibility == PUBLIC_VISIBILITY for i in rubric.items):
         findings.append(Finding("warning", line("items"), "no item is visible: students have nothing to self-check"))
     return findings

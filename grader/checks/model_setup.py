@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from grader import introspect, structure_diff
+from grader import structure_diff
 from grader.checks.base import Context, ItemBase, Target, Verdict
 from grader.checks.equivalence import _randomize_norm_statistics
 from grader.initialization import Expectation, judge
@@ -198,8 +198,7 @@ def _optimizer(item: Item, ctx: Context, facet: OptimizerFacet) -> tuple[bool, s
     reference = ctx.require_reference()
     t = item.target
     names = (t.name, facet.name, facet.epochs_name)
-    ref_model, ref_optimizer = reference.training_setup(t.file, t.section, t.name, names)
-    expected = introspect.describe_optimizer(ref_optimizer, ref_model)
+    expected = reference.optimizer_description(t.file, t.section, t.name, names)
     built = ctx.student.call("build", file=t.file, name=t.name, section=t.section, with_optimizer=list(names),
                              timeout=ctx.timeout(item))
     got = built.get("optimizer")

@@ -16,6 +16,7 @@ from pydantic import Field
 from grader import structure_diff
 from grader.checks.base import Context, ItemBase, Target, Verdict
 from grader.introspect import call_text
+from grader.reference import ReferenceUnavailable
 
 
 class Item(ItemBase):
@@ -32,11 +33,13 @@ class Item(ItemBase):
 def run(item: Item, ctx: Context) -> Verdict:
     reference = ctx.require_reference()
     t = item.target
-    ref = reference.describe(t.file, t.name, t.args, t.kwargs, t.isolate)["nodes"]
+    ref = reference.describe_module(t.file, t.name, t.args, t.kwargs, t.isolate, module=item.module)["nodes"]
     built = ctx.student.call("build", file=t.file, name=t.name, args=t.args, kwargs=t.kwargs,
                              isolate=reference.isolation(t.file, t.isolate), timeout=ctx.timeout(item))
     student = ctx.student.call("describe", handle=built["handle"], timeout=ctx.timeout(item))["nodes"]
     path = item.module
+    if path not in ref:
+        raise ReferenceUnavailable(f"the reference {t.name} has no module {path}")
     if path not in student:
         return Verdict.zero(f"your model has no {path}")
     r_children = [f"{path}.{c}" for c in ref[path]["children"]]

@@ -85,6 +85,12 @@ class Rubric(BaseModel):
     skeleton: str | None = Field(None, description="student skeleton folder, relative to this file")
     checkpoints: str | None = Field(None, description="instructor checkpoints folder, relative to this file")
     public: bool = Field(False, description="true in the student handout: hidden items are not included")
+    answers: str | None = Field(None, description=(
+        "in a handout: the answers file (JSON, tensors beside it in .safetensors) that public items are checked "
+        "against instead of the reference solution; written by `grader bundle --student`"))
+    grading_seed: int | None = Field(None, description=(
+        "instructor's secret: moves the seeds of weights and inputs in real grading, so the outputs a handout's "
+        "answers file holds (computed with the public seeds) serve nothing there; never handed out"))
     hidden: HiddenPart | None = Field(None, description="in a public rubric: what the instructor grades besides")
     data: DataSpec = Field(default_factory=DataSpec, description="the data set accuracy items measure on")
     limits: Limits = Field(default_factory=Limits, description="time and memory for the student's code")
@@ -146,6 +152,9 @@ class Rubric(BaseModel):
     def reference_dir(self) -> Path | None:
         return self._relative(self.reference)
 
+    def answers_file(self) -> Path | None:
+        return self._relative(self.answers)
+
     def skeleton_dir(self) -> Path | None:
         return self._relative(self.skeleton)
 
@@ -178,7 +187,7 @@ class Rubric(BaseModel):
         if not public:
             raise RubricError(f"{self.assignment} has no visible item: a student's self-check would be empty")
         view = self.model_copy(update={
-            "items": public, "public": True, "reference": None,
+            "items": public, "public": True, "reference": None, "grading_seed": None,
             "hidden": HiddenPart(items=len(hidden) + (self.hidden.items if self.hidden else 0),
                                  points=sum(i.points for i in hidden) + (self.hidden.points if self.hidden else 0)),
         })
