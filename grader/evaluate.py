@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from grader.errors import GraderError
+
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -121,7 +123,7 @@ def _check_logits(logits, batch: int) -> None:
 # -- the grader's side: a secret order, in batches, with nothing that says which image is which ----------
 
 
-class BadReply(Exception):
+class BadReply(GraderError):
     """The student's process answered a batch with something that is not one answer per image."""
 
 

@@ -30,12 +30,13 @@ from pathlib import Path
 from rich.console import Console
 
 from grader import grading, notebook_session, report
-from grader.rubric import find as assignments
-from grader.options import Options
 from grader.device import resolve
+from grader.errors import GraderError
 from grader.notebook import cell_sections, python_source, read_cells
+from grader.options import Options
 from grader.results import GradeReport
 from grader.rubric import Rubric, RubricError
+from grader.rubric import find as assignments
 
 _WIDTH = 110
 # pre-wrap: the table (at most _WIDTH characters) keeps its lines; a long note wraps instead of scrolling.
@@ -43,7 +44,7 @@ _PRE = ("<pre style=\"white-space:pre-wrap;word-break:normal;overflow-wrap:norma
         "font-family:Menlo,'DejaVu Sans Mono',consolas,'Courier New',monospace\">{code}</pre>")
 
 
-class CheckError(Exception):
+class CheckError(GraderError):
     """Why the check could not run, in words for the student."""
 
 

@@ -26,8 +26,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from grader.errors import GraderError
 
-class NotebookNotFound(Exception):
+
+class NotebookNotFound(GraderError):
     """The notebook could not be found; the message says what to do."""
 
 

@@ -28,6 +28,8 @@ import threading
 import time
 from pathlib import Path
 
+from grader.errors import GraderError
+
 INSIDE = "/submission"  # the student's folder inside: the same for everyone
 NOBODY = 65534
 _ENV_KEEP = ("LANG", "LC_ALL", "TZ", "CUDA_VISIBLE_DEVICES", "PYTHONHASHSEED")
@@ -37,7 +39,7 @@ _lock = threading.Lock()
 _idle: list["Sandbox"] = []
 
 
-class SandboxLost(Exception):
+class SandboxLost(GraderError):
     """The sandbox's warm process died or stopped answering; it is torn down."""
 
 
