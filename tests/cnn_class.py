@@ -109,8 +109,11 @@ def zero(items, words: str) -> tuple[dict, dict]:
     return {i: 0 for i in items}, {i: words for i in items}
 
 
-def _student(id, edit=None, *, items=RESNET_ITEMS, words="", failure=None, **kw) -> Student:
+def _student(id, edit=None, *, items=RESNET_ITEMS, words="", failure=None, later_words="", **kw) -> Student:
+    """later_words: the reason of every item after the first (a hang fails them at once, saying where)."""
     points, reasons = zero(items, words) if words else ({}, {})
+    if later_words:
+        reasons.update({item: later_words for item in items[1:]})
     return Student(id, edit, points=points, reasons=reasons, failure=failure, **kw)
 
 
@@ -149,7 +152,7 @@ def students(paths: dict[str, str]) -> list[Student]:
                  words="SyntaxError", failure="syntax"),
         _student("s07_loop_at_import", at_import(LOOP), words="did not finish", failure="timeout"),
         _student("s08_loop_in_forward", in_block_forward(LOOP), items=BLOCK_ITEMS, words="did not finish",
-                 failure="timeout"),
+                 later_words="timed out in forward, resnet50_skeleton.py:", failure="timeout"),
         _student("s09_20gb", in_block_forward("import torch\n_ = torch.ones(5 * 1024 ** 3)"), items=BLOCK_ITEMS,
                  words="memory", failure="memory"),
         _student("s10_sys_exit", at_import("import sys\nsys.exit(0)"), words="sys.exit(0)", failure="exit"),

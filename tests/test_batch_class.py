@@ -162,7 +162,7 @@ def test_feedback_summary_and_duplicates(graded):
                   "syntax error: 1 student", "printed too much: 1 student", "ended its own process: 3 students"):
         assert label in summary, label
     assert "## Slowest submissions" in summary and "| s08_loop_in_forward |" in summary
-    assert "Isolation: network:" in summary
+    assert "Isolation: " in summary and "network: namespace" in summary
 
     rows = read_csv(klass.out / "duplicates.csv")
     groups: dict[tuple, set] = {}
