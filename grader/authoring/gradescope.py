@@ -7,7 +7,7 @@ and what runs inside Gradescope's container for each submission.
     run_autograder        run for every submission: python3 -m grader.authoring.gradescope
     ASSIGNMENT.yaml       the full rubric (hidden items too), its paths pointing inside the zip
     reference/ checkpoints/ data/   the reference solution, instructor checkpoints, test set
-    wheels/grader-*.whl   this grader, built from the code that made the zip
+    wheels/cnn_grader-*.whl   this grader, built from the code that made the zip
 
 Gradescope unpacks the zip into /autograder/source, puts the student's files in
 /autograder/submission and reads /autograder/results/results.json
@@ -143,7 +143,8 @@ def build_wheel() -> tuple[str, bytes]:
     the autograder runs the very code that made the zip."""
     package = Path(__file__).resolve().parents[1]
     name, version, requires, python = _metadata(package.parent)
-    dist = f"grader-{version}.dist-info"
+    stem = f"{name.replace('-', '_')}-{version}"  # the distribution's own name (cnn-grader)
+    dist = f"{stem}.dist-info"
     files: dict[str, bytes] = {}
     for path in _files(package):
         if path.suffix not in (".pyc", ".pyo"):
@@ -163,7 +164,7 @@ def build_wheel() -> tuple[str, bytes]:
             info.external_attr = 0o644 << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             z.writestr(info, files[path])
-    return f"grader-{version}-py3-none-any.whl", buf.getvalue()
+    return f"{stem}-py3-none-any.whl", buf.getvalue()
 
 
 def _digest(data: bytes) -> str:
