@@ -46,6 +46,9 @@ def serve(conn, output, config: WorkerConfig) -> None:
     # Objects inherited from the fork server (torch and all) are never garbage: keep the
     # collector off them, or its first full pass costs ~0.2 s and copies their pages.
     gc.freeze()
+    # Imports never write bytecode: everything outside the student's folder is read-only, and a
+    # refused .pyc write of an installed module must not look like the student writing outside.
+    sys.dont_write_bytecode = True
     send_lock = threading.Lock()
     keep = (conn, output)  # noqa: F841  (multiprocessing objects close their fd when collected)
     channel = protocol.Channel(conn if isinstance(conn, int) else conn.fileno())
