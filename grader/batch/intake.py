@@ -428,7 +428,11 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 
 def _resubmitted_name(name: str, expected: list[str]) -> str | None:
-    """'resnet50_skeleton-1.py' -> 'resnet50_skeleton.py' when that is a name the rubric expects."""
+    """'resnet50_skeleton-1.py' -> 'resnet50_skeleton.py' when that is a name the rubric expects.
+    Notebooks are left as they are: grading gives a submission's only notebook the course's name
+    itself, with the same note whether it runs in a batch or alone (grading.notebook_by_course_name)."""
+    if name.lower().endswith(".ipynb"):
+        return None
     m = _RESUBMITTED.match(name)
     if m and f"{m['stem']}{m['ext']}" in expected:
         return f"{m['stem']}{m['ext']}"
