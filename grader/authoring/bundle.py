@@ -69,7 +69,7 @@ def student(rubric: Rubric, out: Path, *, with_checkpoints: bool = False,
     for file_name, data in answers.items():
         members[f"{name}/{file_name}"] = data
     _refuse_solutions(rubric, members)
-    return _write(out, members)
+    return write_zip(out, members)
 
 
 def instructor(rubric: Rubric, out: Path) -> Bundle:
@@ -93,7 +93,7 @@ def instructor(rubric: Rubric, out: Path) -> Bundle:
     members[f"{name}/{rubric.assignment}.yaml"] = _with_schema_line(rewrite_paths(text, present)).encode()
     members[f"{name}/rubric.schema.json"] = (json.dumps(json_schema(), indent=2) + "\n").encode()
     members[f"{name}/README.md"] = handout_readme.instructor(rubric, sorted(present)).encode()
-    return _write(out, members)
+    return write_zip(out, members)
 
 
 def rewrite_paths(text: str, paths: dict[str, str | None]) -> str:
@@ -226,7 +226,8 @@ def _refuse_solutions(rubric: Rubric, members: dict[str, bytes | Path]) -> None:
             raise BundleError(f"the student bundle would contain the reference file {path.name}")
 
 
-def _write(out: Path, members: dict[str, bytes | Path]) -> Bundle:
+def write_zip(out: Path, members: dict[str, bytes | Path], executable: tuple[str, ...] = ()) -> Bundle:
+    """A reproducible zip (fixed dates, sorted names); `executable` members get mode 755."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
@@ -236,7 +237,7 @@ def _write(out: Path, members: dict[str, bytes | Path]) -> Bundle:
             info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
             # Weights do not compress: store them as they are, and quickly.
             info.compress_type = zipfile.ZIP_STORED if name.endswith(_CHECKPOINT_SUFFIXES) else zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
+            info.external_attr = (0o755 if name in executable else 0o644) << 16
             z.writestr(info, data.read_bytes() if isinstance(data, Path) else data)
     tmp.replace(out)
     return Bundle(out, sorted(members))

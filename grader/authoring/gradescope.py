@@ -31,7 +31,7 @@ import traceback
 import zipfile
 from pathlib import Path
 
-from grader.authoring.bundle import _CHECKPOINT_SUFFIXES, _ZIP_TIME, Bundle, BundleError, rewrite_paths
+from grader.authoring.bundle import _ZIP_TIME, Bundle, BundleError, rewrite_paths, write_zip
 from grader.rubric import Rubric
 
 TORCH_PAIR = "torch==2.14.1 torchvision==0.29.1"  # what CI tests with; installed only if the image has none
@@ -101,7 +101,7 @@ def autograder(rubric: Rubric, out: Path, *, checkpoint_dirs: list[Path] = (), d
     members[f"wheels/{wheel_name}"] = wheel
     members["setup.sh"] = SETUP_SH.format(torch=TORCH_PAIR, wheel=wheel_name).encode()
     members["run_autograder"] = RUN_AUTOGRADER.format(rubric=rubric_name).encode()
-    return _write(Path(out), members), notes
+    return write_zip(Path(out), members, executable=("setup.sh", "run_autograder")), notes
 
 
 def _files(folder: Path) -> list[Path]:
@@ -118,21 +118,6 @@ def _checkpoints(rubric: Rubric, extra: list[Path]) -> tuple[dict[str, Path], li
         if path is not None:
             found[name] = path.resolve()
     return found, [n for n in names if n not in found]
-
-
-def _write(out: Path, members: dict[str, bytes | Path]) -> Bundle:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
-        for name in sorted(members):
-            data = members[name]
-            info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
-            info.compress_type = zipfile.ZIP_STORED if name.endswith(_CHECKPOINT_SUFFIXES) else zipfile.ZIP_DEFLATED
-            executable = name in ("setup.sh", "run_autograder")
-            info.external_attr = (0o755 if executable else 0o644) << 16
-            z.writestr(info, data.read_bytes() if isinstance(data, Path) else data)
-    tmp.replace(out)
-    return Bundle(out, sorted(members))
 
 
 # -- a wheel of this grader ------------------------------------------------------------
