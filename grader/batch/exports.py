@@ -207,13 +207,18 @@ def _same_person(person: dict, row: dict) -> bool:
 # -- the formats -------------------------------------------------------------------------
 
 
-def _canvas(rows: list[dict], title: str, max_score: float, rubric) -> tuple[str, bool]:
-    unmatched = [r["student"] for r in rows if r["status"] != "missing"
-                 and not (r["canvas_id"] or r["sis_user_id"] or r["sis_login_id"])]
+def _require_identity(rows: list[dict], keys: tuple[str, ...], how: str, remedy: str) -> None:
+    """Every student who handed in has one of the identities the LMS matches on, or ExportError says who not."""
+    unmatched = [r["student"] for r in rows if r["status"] != "missing" and not any(r[k] for k in keys)]
     if unmatched:
-        raise ExportError("Canvas matches students by its user ID or SIS ids, which these students lack: "
-                          f"{', '.join(unmatched[:10])}{' ...' if len(unmatched) > 10 else ''} (grade a Canvas "
-                          "download, or pass --roster with an id, sis_user_id or sis_login_id column)")
+        raise ExportError(f"{how}, which these students lack: {', '.join(unmatched[:10])}"
+                          f"{' ...' if len(unmatched) > 10 else ''} ({remedy})")
+
+
+def _canvas(rows: list[dict], title: str, max_score: float, rubric) -> tuple[str, bool]:
+    _require_identity(rows, ("canvas_id", "sis_user_id", "sis_login_id"),
+                      "Canvas matches students by its user ID or SIS ids",
+                      "grade a Canvas download, or pass --roster with an id, sis_user_id or sis_login_id column")
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\r\n")
     w.writerow(["Student", "ID", "SIS User ID", "SIS Login ID", "Section", title])
@@ -225,11 +230,8 @@ def _canvas(rows: list[dict], title: str, max_score: float, rubric) -> tuple[str
 
 
 def _moodle(rows: list[dict], title: str, max_score: float, rubric) -> tuple[str, bool]:
-    unmatched = [r["student"] for r in rows if r["status"] != "missing" and not (r["participant"] or r["email"])]
-    if unmatched:
-        raise ExportError("Moodle matches students by participant identifier or email, which these students lack: "
-                          f"{', '.join(unmatched[:10])}{' ...' if len(unmatched) > 10 else ''} (grade a Moodle "
-                          "download, or pass --roster with an email column)")
+    _require_identity(rows, ("participant", "email"), "Moodle matches students by participant identifier or email",
+                      "grade a Moodle download, or pass --roster with an email column")
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["Identifier", "Full name", "Email address", "Grade", "Maximum Grade", "Feedback comments"])
@@ -242,11 +244,8 @@ def _moodle(rows: list[dict], title: str, max_score: float, rubric) -> tuple[str
 
 
 def _gradescope(rows: list[dict], title: str, max_score: float, rubric) -> tuple[str, bool]:
-    unmatched = [r["student"] for r in rows if r["status"] != "missing" and not (r["email"] or r["sis_user_id"])]
-    if unmatched:
-        raise ExportError("Gradescope matches students by email or SID, which these students lack: "
-                          f"{', '.join(unmatched[:10])}{' ...' if len(unmatched) > 10 else ''} (grade a Gradescope "
-                          "export, or pass --roster with an email or sid column)")
+    _require_identity(rows, ("email", "sis_user_id"), "Gradescope matches students by email or SID",
+                      "grade a Gradescope export, or pass --roster with an email or sid column")
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["Name", "SID", "Email", "Score"])
