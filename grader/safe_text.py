@@ -48,14 +48,15 @@ def csv_cell(text) -> str:
     return "'" + text if text.startswith(_FORMULA) else text
 
 
-# In Markdown text: HTML's own characters become entities (no tag, no autolink can start), and
-# what starts a link, emphasis, code or a table cell is backslash-escaped.  '[' needs no escape
-# once every ']' has one: no link, image or reference can close.
-_MD_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+# In Markdown text: a '<' that could open a tag or an autolink, and a '&' that could open a
+# character reference, become entities ("x < 99%" and "a & b" stay as they are); what starts a
+# link, emphasis, code or a table cell is backslash-escaped.  '[' needs no escape once every
+# ']' has one: no link, image or reference can close.
+_MD_ENTITY = {"<": ("&lt;", re.compile(r"\S")), "&": ("&amp;", re.compile(r"[#A-Za-z0-9]"))}
 _MD_ESCAPED = set("`*]|")
 _PUNCTUATION = set("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 # What starts a block when it opens a line: a heading, list item, quote, fence, rule or reference.
-_MD_LINE_START = re.compile(r"^(?:#|[-+*](?=\s|$|-)|\d{1,9}[.)](?=\s|$)|=|~|\[)")
+_MD_LINE_START = re.compile(r"^(?:#|>|[-+*](?=\s|$|-)|\d{1,9}[.)](?=\s|$)|=|~|\[)")
 
 
 def md(text) -> str:
@@ -71,8 +72,8 @@ def _md_char(line: str, i: int, block: int) -> str:
     ch, before, after = line[i], line[i - 1:i], line[i + 1:i + 2]
     if i == block:  # as a numeric reference it cannot open a block, in any renderer
         return f"&#{ord(ch)};"
-    if ch in _MD_ENTITIES:
-        return _MD_ENTITIES[ch]
+    if ch in _MD_ENTITY and _MD_ENTITY[ch][1].match(after):
+        return _MD_ENTITY[ch][0]
     if ch == "\\":  # a student's backslash cannot escape the escapes that follow it
         return "\\\\" if after and after in _PUNCTUATION else ch
     if ch in _MD_ESCAPED or (ch == "_" and not (before.isalnum() and after.isalnum())):

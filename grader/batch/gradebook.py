@@ -402,7 +402,8 @@ def summary_markdown(s: Summary) -> str:
         for student, item, whom, how in s.reused:
             groups.setdefault((item, whom, how), []).append(student)
         for (item, whom, how), students in groups.items():
-            lines.append(f"| {code_span(item)} | {_md(whom)} | {_md(how)} | {len(students)}: {_md(', '.join(students))} |")
+            lines.append(f"| {code_span(item)} | {_md(whom)} | {_md(how)} | "
+                         f"{len(students)}: {_md(', '.join(students))} |")
         lines.append("")
     if s.lookups:
         lines += ["## Possible lookups of the public test set", "", "Accuracy that collapses on the same test images "
