@@ -48,8 +48,8 @@ def _rich(report: GradeReport, console: Console, verbose: bool) -> None:
         lines = _problem_lines(p, verbose)
         if lines:
             console.print(f"[red]{escape(shown(p['file']))}[/]")
-            for line in lines:
-                console.print(f"    {escape(line)}", soft_wrap=True)
+            for line in lines:  # the student's code: no markup, no terminal escapes
+                console.print(f"    {escape(shown(line))}", soft_wrap=True)
     for r in report.results:
         lines = _details(r, verbose)
         if lines:

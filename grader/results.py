@@ -8,6 +8,8 @@ PASSED, PARTIAL, FAILED, SKIPPED, UNCERTAIN, ERROR = "passed", "partial", "faile
 # Whose result was reused (grader.reuse), and a suspected lookup of the public test set
 # (grader.checks.accuracy): for the instructor's record only.
 PROVENANCE = ("reused_from", "reuse", "lookup_suspect")
+# Gradescope's formats for results.json's texts ("simple_format" when unset, which passes some HTML).
+PLAIN_TEXT = {"output_format": "text", "test_output_format": "text", "test_name_format": "text"}
 
 
 @dataclass
@@ -83,8 +85,10 @@ class GradeReport:
                 "extra_data": {"id": r.id, "status": r.status, **({"measured": measured} if measured else {})},
             })
         problems = [problem_text(p) for p in self.problems]
+        # Every text here may hold a student's (messages, file names, output): declared plain text,
+        # so Gradescope shows it as it is and never renders it as HTML or Markdown.
         return {"score": self.score, "execution_time": round(self.seconds, 3), "tests": tests,
-                "output": "\n".join(problems + self.notes)}
+                "output": "\n".join(problems + self.notes), **PLAIN_TEXT}
 
 
 def problem_text(problem: dict) -> str:

@@ -5,6 +5,10 @@ printed as it is, it would draw fake lines in a report.  Everything shown to peo
 goes through `shown`: control characters (C0, DEL, C1) and the invisible characters
 that reorder or hide text (bidirectional overrides, zero-width) are written as
 visible escapes, so the text stays recognisable but can draw nothing.
+
+Where the text lands decides the rest: `md` for a line of Markdown (feedback.md and summary.md
+are rendered by LMSs and editors that pass HTML through), `code_span` and `fence` for code in
+Markdown, `csv_cell` for a spreadsheet cell; HTML pages use html.escape on every string.
 """
 
 from __future__ import annotations
@@ -44,9 +48,43 @@ def csv_cell(text) -> str:
     return "'" + text if text.startswith(_FORMULA) else text
 
 
+# In Markdown text: a '<' that could open a tag or an autolink, and a '&' that could open a
+# character reference, become entities ("x < 99%" and "a & b" stay as they are); what starts a
+# link, emphasis, code or a table cell is backslash-escaped.  '[' needs no escape once every
+# ']' has one: no link, image or reference can close.
+_MD_ENTITY = {"<": ("&lt;", re.compile(r"\S")), "&": ("&amp;", re.compile(r"[#A-Za-z0-9]"))}
+_MD_ESCAPED = set("`*]|")
+_PUNCTUATION = set("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+# What starts a block when it opens a line: a heading, list item, quote, fence, rule or reference.
+_MD_LINE_START = re.compile(r"^(?:#|>|[-+*](?=\s|$|-)|\d{1,9}[.)](?=\s|$)|=|~|\[)")
+
+
 def md(text) -> str:
-    """Escaped for one line of Markdown (a table cell or a list item)."""
-    return shown(text).replace("|", "\\|")
+    """One line of Markdown that every renderer shows as the text itself, never as HTML, a link,
+    an image or emphasis (a table cell, a list item, a paragraph of a student's message)."""
+    line = shown(str(text).replace("\r\n", " ").replace("\n", " "))
+    opens = _MD_LINE_START.match(line)
+    block = opens.end() - 1 if opens else -1  # the character that would open a block
+    return "".join(_md_char(line, i, block) for i in range(len(line)))
+
+
+def _md_char(line: str, i: int, block: int) -> str:
+    ch, before, after = line[i], line[i - 1:i], line[i + 1:i + 2]
+    if i == block:  # as a numeric reference it cannot open a block, in any renderer
+        return f"&#{ord(ch)};"
+    if ch in _MD_ENTITY and _MD_ENTITY[ch][1].match(after):
+        return _MD_ENTITY[ch][0]
+    if ch == "\\":  # a student's backslash cannot escape the escapes that follow it
+        return "\\\\" if after and after in _PUNCTUATION else ch
+    if ch in _MD_ESCAPED or (ch == "_" and not (before.isalnum() and after.isalnum())):
+        return "\\" + ch  # snake_case stays readable: '_' inside a word is no emphasis
+    return ch
+
+
+def code_span(text) -> str:
+    """Inline code in Markdown: its text shown as it is (HTML included) by every renderer.  A
+    backtick would end the span, so it shows as a quote instead."""
+    return "`" + shown(str(text).replace("\r\n", " ").replace("\n", " ")).replace("`", "'") + "`"
 
 
 def fence(lines: list[str]) -> str:

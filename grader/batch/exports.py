@@ -23,18 +23,22 @@ A roster (--roster FILE.csv, with a header) adds what a download lacks: emails, 
 sections, students who handed in nothing.  Its columns are found by name: student (or id:
 the student's id as grader shows it), name, email, sis_user_id (or sid, id number,
 student number), sis_login_id (or login, username), section.
-Text cells that a spreadsheet would run as a formula (= + - @) get a leading apostrophe.
+Text cells that a spreadsheet would run as a formula (= + - @) get a leading apostrophe, and
+control characters show as escapes (grader.safe_text.csv_cell).  Moodle imports the feedback
+comments as HTML: they are HTML-escaped too.
 """
 
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import re
 from pathlib import Path
 
 from grader import atomic
+from grader.safe_text import csv_cell
 from grader.batch import gradebook, intake, scoring
 from grader.errors import GraderError
 from grader.rubric import load as load_rubric
@@ -224,7 +228,7 @@ def _canvas(rows: list[dict], title: str, max_score: float, rubric) -> tuple[str
     w.writerow(["Student", "ID", "SIS User ID", "SIS Login ID", "Section", title])
     w.writerow(["    Points Possible", "", "", "", "", gradebook.number(max_score)])
     for r in rows:
-        w.writerow([_text(r["name"]), r["canvas_id"], _text(r["sis_user_id"]), _text(r["sis_login_id"]),
+        w.writerow([_text(r["name"]), _text(r["canvas_id"]), _text(r["sis_user_id"]), _text(r["sis_login_id"]),
                     _text(r["section"]), gradebook.number(r["score"])])
     return buf.getvalue(), True
 
@@ -239,7 +243,8 @@ def _moodle(rows: list[dict], title: str, max_score: float, rubric) -> tuple[str
         if r["status"] == "missing" and not r["email"]:
             continue
         w.writerow([f"Participant {r['participant']}" if r["participant"] else "", _text(r["name"]), _text(r["email"]),
-                    gradebook.number(r["score"]), gradebook.number(max_score), _text(r["feedback"])])
+                    gradebook.number(r["score"]), gradebook.number(max_score),
+                    _text(html.escape(r["feedback"], quote=False))])
     return buf.getvalue(), False
 
 
@@ -269,9 +274,8 @@ def _generic(rows: list[dict], title: str, max_score: float, rubric) -> tuple[st
 
 
 def _text(value) -> str:
-    """A text cell a spreadsheet will not run as a formula."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    """A text cell a spreadsheet will not run as a formula, its control characters escaped."""
+    return "" if value is None else csv_cell(value)
 
 
 # -- remembering what was exported ---------------------------------------------------------

@@ -26,7 +26,7 @@ from rich.table import Table
 from grader import atomic
 from grader.batch import records
 from grader.results import ERROR, PARTIAL, SKIPPED, UNCERTAIN, GradeReport, ItemResult
-from grader.safe_text import csv_cell, fence, shown
+from grader.safe_text import code_span, csv_cell, fence, md, shown
 
 GRADED, NOT_GRADED = "graded", "error"
 
@@ -154,7 +154,7 @@ def reason_label(reason: str) -> str:
 
 def feedback(report: GradeReport, title: str, record: dict) -> str:
     who = record.get("name") or record["student"]
-    lines = [f"# {title or report.assignment}", "", f"Feedback for **{_md(who)}**", "",
+    lines = [f"# {_md(title or report.assignment)}", "", f"Feedback for **{_md(who)}**", "",
              f"**Score: {number(record.get('total', report.score))} / {number(report.max_score)}**", ""]
     lines += ["| Item | Points | Result |", "|---|---:|---|"]
     for r in report.results:
@@ -203,7 +203,7 @@ def whole_submission_failure(report: GradeReport) -> ItemResult | None:
 def _item_feedback(r: ItemResult, explained: set[str]) -> list[str]:
     lines = [f"### {_md(r.title)} ({number(r.points)} / {number(r.max_points)})", "", _md(r.message)]
     if r.where and r.where not in r.message:
-        lines[-1] += f" (in `{_md(r.where).replace('`', chr(39))}`)"  # a file name cannot end the code span
+        lines[-1] += f" (in {code_span(r.where)})"  # a backtick in a file name cannot end the code span
     lines.append("")
     code = [d for d in r.details if " | " in d[:8]]
     other = [d for d in r.details if d not in code]
@@ -223,8 +223,9 @@ def _item_feedback(r: ItemResult, explained: set[str]) -> list[str]:
 
 
 def _md(text: str) -> str:
-    """One line of Markdown from text that may come from a student: escaped, no table breaks."""
-    return shown(str(text).replace("\r\n", " ").replace("\n", " ")).replace("|", "\\|")
+    """One line of Markdown from text that may come from a student: shown as text by every
+    renderer (no HTML, link, image or emphasis of the student's), no table breaks."""
+    return md(text)
 
 
 # -- the class summary ------------------------------------------------------------
@@ -349,7 +350,7 @@ def isolation_warnings(isolation: dict[str, list[str]]) -> list[str]:
 
 
 def summary_markdown(s: Summary) -> str:
-    lines = [f"# Batch summary: {s.assignment}", ""]
+    lines = [f"# Batch summary: {_md(s.assignment)}", ""]
     waiting = s.students - s.graded - len(s.errors)
     lines.append(f"{s.students} students: {s.graded} graded ({s.regraded} in this run), "
                  f"{len(s.errors)} could not be graded{f', {waiting} not graded yet' if waiting else ''}. "
@@ -357,12 +358,12 @@ def summary_markdown(s: Summary) -> str:
                  f"mean {number(round(s.mean, 2))}, median {number(round(s.median, 2))}.")
     lines.append("")
     for w in s.warnings:
-        lines += [f"> **Warning:** {w}", ""]
+        lines += [f"> **Warning:** {_md(w)}", ""]
     if s.isolation:
-        lines += ["Isolation: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in s.isolation.items()), ""]
+        lines += ["Isolation: " + "; ".join(f"{_md(k)}: {_md(', '.join(v))}" for k, v in s.isolation.items()), ""]
     lines += ["## Items", "", "| Item | Points | Passed | Pass rate | Mean |", "|---|---:|---:|---:|---:|"]
     for i in s.items:
-        lines.append(f"| {_md(i.title)} (`{i.id}`) | {number(i.max_points)} | {i.passed}/{i.graded} | "
+        lines.append(f"| {_md(i.title)} ({code_span(i.id)}) | {number(i.max_points)} | {i.passed}/{i.graded} | "
                      f"{i.rate:.0%} | {number(round(i.mean, 2))} |")
     lines += ["", "## Scores", "", "```"]
     peak = max([c for _, c in s.histogram] + [1])
@@ -373,7 +374,7 @@ def summary_markdown(s: Summary) -> str:
     if not s.failures:
         lines += ["None.", ""]
     for reason, students in s.failures.items():
-        lines.append(f"### {reason_label(reason)}: {len(students)} student{'s' * (len(students) != 1)}")
+        lines.append(f"### {_md(reason_label(reason))}: {len(students)} student{'s' * (len(students) != 1)}")
         lines.append("")
         lines.append(f"e.g. {_md(s.examples.get(reason, ''))}")
         lines.append("")
@@ -401,13 +402,14 @@ def summary_markdown(s: Summary) -> str:
         for student, item, whom, how in s.reused:
             groups.setdefault((item, whom, how), []).append(student)
         for (item, whom, how), students in groups.items():
-            lines.append(f"| `{_md(item)}` | {_md(whom)} | {_md(how)} | {len(students)}: {_md(', '.join(students))} |")
+            lines.append(f"| {code_span(item)} | {_md(whom)} | {_md(how)} | "
+                         f"{len(students)}: {_md(', '.join(students))} |")
         lines.append("")
     if s.lookups:
         lines += ["## Possible lookups of the public test set", "", "Accuracy that collapses on the same test images "
                   "flipped or shifted by one pixel: the model may recognise the images rather than what they show. "
                   "The points were not changed; students are not told.", ""]
-        lines += [f"- {_md(student)}, `{item}`: {_md(text)}" for student, item, text in s.lookups] + [""]
+        lines += [f"- {_md(student)}, {code_span(item)}: {_md(text)}" for student, item, text in s.lookups] + [""]
     if s.intake:
         lines += ["## Intake", ""] + [f"- {_md(n)}" for n in s.intake] + [""]
     return "\n".join(lines)
@@ -417,7 +419,8 @@ def show_summary(s: Summary, console: Console) -> None:
     """The class summary in the terminal (plain text when piped)."""
     plain = not console.is_terminal
     say = (lambda t: console.print(t, markup=False, highlight=False, soft_wrap=True)) if plain else console.print
-    say(f"{s.assignment}: {s.graded}/{s.students} students graded ({s.regraded} in this run), "
+    text = (lambda t: shown(t)) if plain else (lambda t: escape(shown(t)))  # a student's '[red]' stays as it is
+    say(f"{text(s.assignment)}: {s.graded}/{s.students} students graded ({s.regraded} in this run), "
         f"mean {number(round(s.mean, 2))}/{number(s.max_score)}, median {number(round(s.median, 2))}")
     for w in s.warnings:
         say(f"warning: {w}" if plain else f"[yellow]warning:[/] {escape(w)}")
@@ -451,7 +454,7 @@ def show_summary(s: Summary, console: Console) -> None:
         say(f"reused: {len(s.reused)} item results from identical code or equivalent models (summary.md lists "
             "them; --no-reuse grades everything afresh)")
     if s.slowest:
-        say("slowest: " + ", ".join(f"{shown(st)} {sec:.1f} s" for st, sec in s.slowest))
+        say("slowest: " + ", ".join(f"{text(st)} {sec:.1f} s" for st, sec in s.slowest))
 
 
 # -- the late penalty, overrides and provenance of a record (grader.batch.scoring sets them) --

@@ -15,7 +15,9 @@ Students' zips are unpacked safely (grader.batch.unpack) into the output folder;
 instructor's download is never modified.
 
 Student work is hostile here too: whose a file is comes only from the prefix the LMS
-writes (one LMS per download, parsed from the left), symbolic links are never followed
+writes (one LMS per download, parsed from the left), and so does when it was handed in
+(each Submission names its LMS and Blackboard's attempt, for grader.batch.submissions);
+symbolic links are never followed
 (a student's folder that holds one is copied without it, and a note says so), and
 anything an upload breaks while it is read is that student's problem only.
 """
@@ -62,6 +64,8 @@ class Submission:
     notes: list[str] = field(default_factory=list)  # what intake did, for the instructor and the student
     problem: str | None = None  # why it cannot be graded at all
     failure: str = "submission"  # the kind of problem: submission (unreadable) | empty
+    lms: str | None = None  # the LMS whose names these are: canvas | moodle | blackboard | gradescope
+    attempt: str = ""  # Blackboard: the graded attempt's time, from Blackboard's part of the names
 
 
 @dataclass
@@ -84,6 +88,12 @@ class _Student:
     name: str = ""
     parts: list[_Part] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    lms: str | None = None
+
+    def submission(self) -> "Submission":
+        attempt = max((p.attempt for p in self.parts), default="")
+        return Submission(self.id, safe_text.shown(self.name), sources=[str(p.path) for p in self.parts],
+                          notes=list(self.notes), lms=self.lms, attempt=attempt)
 
 
 def find(root: Path, expected: list[str], staging: Path, limits: UnpackLimits = UnpackLimits(),
@@ -139,9 +149,10 @@ def _group(root: Path, expected: list[str], skip: set[Path]) -> tuple[dict[str, 
     students: dict[str, _Student] = {}
     layouts: set[str] = set()
 
-    def student(key: str, name: str = "") -> _Student:
+    def student(key: str, name: str = "", lms: str | None = None) -> _Student:
         s = students.setdefault(key, _Student(key))
         s.name = s.name or name
+        s.lms = s.lms or lms
         return s
 
     for path in entries:
@@ -150,13 +161,13 @@ def _group(root: Path, expected: list[str], skip: set[Path]) -> tuple[dict[str, 
             key, name, rest, attempt = parsed
             layouts.add(lms.layout)
             if rest is None and path.is_file():  # Blackboard's attempt description
-                student(key, name or _blackboard_name(path))
+                student(key, name or _blackboard_name(path), lms.key)
                 continue
-            student(key, name).parts.append(_Part(path, rest if path.is_file() else None, attempt))
+            student(key, name, lms.key).parts.append(_Part(path, rest if path.is_file() else None, attempt))
         elif path.is_dir():
             layouts.add("Gradescope export" if path.name in gradescope else "one folder per student")
             sid, name = gradescope.get(path.name, (path.name, ""))
-            student(sid, name).parts.append(_Part(path))
+            student(sid, name, "gradescope" if path.name in gradescope else None).parts.append(_Part(path))
         elif path.suffix.lower() == ".zip":
             layouts.add("one zip per student")
             student(path.stem).parts.append(_Part(path))
@@ -174,19 +185,26 @@ def _group(root: Path, expected: list[str], skip: set[Path]) -> tuple[dict[str, 
 
 
 class _Lms:
-    """One LMS's naming: parse(path) -> (student key, name, the student's file name or None, attempt)."""
+    """One LMS's naming: parse(path) -> (student key, name, the student's file name or None, attempt);
+    prefix(path): how many characters of the name are the LMS's own (None: not its name)."""
 
     layout = ""
-
-    def matches(self, path: Path) -> bool:
-        return self.parse(path) is not None
+    key = ""
 
     def parse(self, path: Path):
+        raise NotImplementedError
+
+    def prefix(self, path: Path) -> int | None:
         raise NotImplementedError
 
 
 class _Moodle(_Lms):
     layout = "Moodle download"
+    key = "moodle"
+
+    def prefix(self, path: Path) -> int | None:
+        m = _MOODLE.match(path.name)
+        return m.start("rest") if m else None
 
     def parse(self, path: Path):
         m = _MOODLE.match(path.name)  # non-greedy: the first '_<id>_assignsubmission_' is Moodle's
@@ -203,6 +221,7 @@ class _Blackboard(_Lms):
     the assignment is the part every student's names share, the username what follows it."""
 
     layout = "Blackboard download"
+    key = "blackboard"
 
     def __init__(self, entries: list[Path]):
         heads = {m["head"] for m in (_BLACKBOARD.match(p.name) for p in entries) if m}
@@ -219,9 +238,18 @@ class _Blackboard(_Lms):
             user = head.rsplit("_", 1)[-1]
         return user, "", m["rest"], m["stamp"]
 
+    def prefix(self, path: Path) -> int | None:
+        m = _BLACKBOARD.match(path.name)
+        return None if not m else m.start("rest") if m["rest"] is not None else len(path.name)
+
 
 class _Canvas(_Lms):
     layout = "Canvas download"
+    key = "canvas"
+
+    def prefix(self, path: Path) -> int | None:
+        m = _CANVAS.match(path.name) if path.is_file() else None
+        return m.start("rest") if m else None
 
     def parse(self, path: Path):
         m = _CANVAS.match(path.name) if path.is_file() else None
@@ -235,12 +263,17 @@ def _choose_lms(entries: list[Path]) -> _Lms | None:
 
     A student's own file name can look like another LMS's prefix, but only inside the real
     LMS's name, which the real LMS's pattern also matches: it never outnumbers the real one.
-    Ties go to the more specific pattern (Moodle, then Blackboard, then Canvas)."""
-    best, best_count = None, 0
-    for lms in (_Moodle(), _Blackboard(entries), _Canvas()):
-        count = sum(lms.matches(p) for p in entries)
-        if count > best_count:
-            best, best_count = lms, count
+    It can tie (every file of the download named so), and then the real LMS is the one whose
+    part of the names ends first: the look-alike lies in the student's part, after it.
+    Equal still: the more specific pattern (Moodle, then Blackboard, then Canvas).
+    An LMS must name more than half of the entries: a class of folders made by hand, one of them
+    named like an LMS's file, is a class of folders (with no LMS, no submission time)."""
+    best, best_rank = None, None
+    for order, lms in enumerate((_Moodle(), _Blackboard(entries), _Canvas())):
+        prefixes = [n for n in (lms.prefix(p) for p in entries) if n is not None]
+        rank = (len(prefixes), -sum(prefixes), -order)
+        if 2 * len(prefixes) > len(entries) and (best_rank is None or rank > best_rank):
+            best, best_rank = lms, rank
     return best
 
 
@@ -322,13 +355,13 @@ def _prepare_guarded(s: _Student, expected: list[str], staging: Path, limits: Un
     try:
         return _prepare(s, expected, staging, limits)
     except (OSError, ValueError, RecursionError, MemoryError) as e:
-        sub = Submission(s.id, s.name, sources=[str(p.path) for p in s.parts], notes=list(s.notes))
+        sub = s.submission()
         sub.problem = f"the submission could not be read: {type(e).__name__}: {safe_text.shown(e)}"
         return sub
 
 
 def _prepare(s: _Student, expected: list[str], staging: Path, limits: UnpackLimits) -> Submission:
-    sub = Submission(s.id, safe_text.shown(s.name), sources=[str(p.path) for p in s.parts], notes=list(s.notes))
+    sub = s.submission()
     found_links = [link for p in s.parts if p.path.is_dir() for link in links.symlinks(p.path, ignore=_junk)]
     sub.notes += links.notes(found_links)
     in_place = (len(s.parts) == 1 and s.parts[0].path.is_dir() and not found_links

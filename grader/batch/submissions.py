@@ -1,13 +1,16 @@
 """What a download says about each submission besides its files: when it was handed in, whether
 the LMS marked it late, and who handed it in (the ids an LMS import matches on).
 
-    info = submissions.describe(sub, root)    # -> {"time", "time_source", "late_marker", "identity", "problem"}
+    info = submissions.describe(sub)    # -> {"time", "time_source", "late_marker", "identity", "problem"}
 
-Where the time comes from:
-  * Blackboard: the attempt's time in the file name (`..._attempt_2026-03-01-23-59-00_...`);
+Intake recognises each submission as one LMS's (`sub.lms`), and only that LMS's own record of
+the time is read, never a name a student chose (an upload named `..._attempt_2025-01-01-00-00-00.txt`
+in a Canvas download is just a file):
+  * Blackboard: the graded attempt's time in Blackboard's part of the name
+    (`<Assignment>_<user>_attempt_2026-03-01-23-59-00_...`, parsed by intake: `sub.attempt`);
   * Gradescope: `:created_at:` of the submission in submission_metadata.yml;
-  * Canvas: `_LATE_` in the name says the work is late; names carry no time, so the files'
-    modification times (kept by Canvas's zip) give how late;
+  * Canvas: `_LATE_` in Canvas's part of the name says the work is late; names carry no time,
+    so the files' modification times (kept by Canvas's zip) give how late;
   * Moodle: names carry no time either: the files' modification times (Moodle's zip keeps them);
   * anything else (folders made by hand, zips per student): no time, so never late.
 """
@@ -20,41 +23,66 @@ from pathlib import Path
 
 import yaml
 
-_CANVAS_LATE = re.compile(r"^[a-z0-9\-]+_late_\d+_\d+_", re.I)
-_CANVAS = re.compile(r"^[a-z0-9\-]+?(?:_late)?_(?P<id>\d+)_(?P<sub>\d+)_", re.I)
+# Anchored at the start of the name: the LMS's part, never the student's file name after it.
+_CANVAS = re.compile(r"^[a-z0-9\-]+?(?P<late>_late)?_(?P<id>\d+)_(?P<sub>\d+)_", re.I)
 _MOODLE = re.compile(r"^.+?_(?P<id>\d+)_assign(?:submission|feedback)_")
-_BLACKBOARD_STAMP = re.compile(r"_attempt_(\d{4})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})")
+_BLACKBOARD_STAMP = re.compile(r"^(\d{4})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})$")
 
 
-def describe(sub, layout: str) -> dict:
-    """Submission time, late marker, identity and problem of one intake.Submission."""
+def describe(sub, layout: str = "") -> dict:
+    """Submission time, late marker, identity and problem of one intake.Submission.
+
+    layout: the download's layout, for callers that have it; the time source is the submission's
+    own LMS (`sub.lms`), so a download of mixed layouts reads each submission by its own."""
     sources = [Path(s) for s in sub.sources]
     identity = {"id": sub.id, "name": _plain_name(sub.name)}
     info = {"time": None, "time_source": None, "late_marker": False, "identity": identity,
             "problem": sub.problem}
-    stamps = [m for m in (_BLACKBOARD_STAMP.search(p.name) for p in sources) if m]
-    gradescope = _gradescope_entry(sources)
-    if stamps:
-        latest = max(stamps, key=lambda m: m.groups())
-        info.update(time=datetime(*map(int, latest.groups())).isoformat(), time_source="Blackboard attempt time")
-        identity["lms"] = "blackboard"
-    elif gradescope is not None:
-        created = gradescope.get(":created_at") or gradescope.get("created_at")
-        if created:
-            info.update(time=_iso(created), time_source="Gradescope submission_metadata.yml")
-        submitter = ((gradescope.get(":submitters") or gradescope.get("submitters") or [{}]) or [{}])[0] or {}
-        identity.update(lms="gradescope", email=str(submitter.get(":email") or submitter.get("email") or ""),
-                        sid=str(submitter.get(":sid") or submitter.get("sid") or ""))
-    elif any(_CANVAS.match(p.name) for p in sources if p.is_file()):
-        identity["lms"] = "canvas"
-        identity["canvas_id"] = next(_CANVAS.match(p.name)["id"] for p in sources if _CANVAS.match(p.name))
-        info["late_marker"] = any(_CANVAS_LATE.match(p.name) for p in sources)
-        info.update(time=_newest_mtime(sources), time_source="file times (Canvas download)")
-    elif any(_MOODLE.match(p.name) for p in sources):
-        identity.update(lms="moodle", participant=next(_MOODLE.match(p.name)["id"] for p in sources
-                                                        if _MOODLE.match(p.name)))
-        info.update(time=_newest_mtime(sources), time_source="file times (Moodle download)")
+    reader = _READERS.get(getattr(sub, "lms", None))
+    if reader is not None:
+        reader(sub, sources, info)
     return info
+
+
+def _blackboard(sub, sources: list[Path], info: dict) -> None:
+    info["identity"]["lms"] = "blackboard"
+    stamp = _BLACKBOARD_STAMP.match(getattr(sub, "attempt", "") or "")
+    if stamp:
+        info.update(time=datetime(*map(int, stamp.groups())).isoformat(), time_source="Blackboard attempt time")
+
+
+def _gradescope(sub, sources: list[Path], info: dict) -> None:
+    identity = info["identity"]
+    identity["lms"] = "gradescope"
+    entry = _gradescope_entry(sources)
+    if entry is None:
+        return
+    created = entry.get(":created_at") or entry.get("created_at")
+    if created:
+        info.update(time=_iso(created), time_source="Gradescope submission_metadata.yml")
+    submitter = ((entry.get(":submitters") or entry.get("submitters") or [{}]) or [{}])[0] or {}
+    identity.update(email=str(submitter.get(":email") or submitter.get("email") or ""),
+                    sid=str(submitter.get(":sid") or submitter.get("sid") or ""))
+
+
+def _canvas(sub, sources: list[Path], info: dict) -> None:
+    names = [m for m in (_CANVAS.match(p.name) for p in sources if p.is_file()) if m]
+    info["identity"]["lms"] = "canvas"
+    if names:
+        info["identity"]["canvas_id"] = names[0]["id"]
+    info["late_marker"] = any(m["late"] for m in names)
+    info.update(time=_newest_mtime(sources), time_source="file times (Canvas download)")
+
+
+def _moodle(sub, sources: list[Path], info: dict) -> None:
+    names = [m for m in (_MOODLE.match(p.name) for p in sources) if m]
+    info["identity"]["lms"] = "moodle"
+    if names:
+        info["identity"]["participant"] = names[0]["id"]
+    info.update(time=_newest_mtime(sources), time_source="file times (Moodle download)")
+
+
+_READERS = {"blackboard": _blackboard, "gradescope": _gradescope, "canvas": _canvas, "moodle": _moodle}
 
 
 def _plain_name(name: str) -> str:
