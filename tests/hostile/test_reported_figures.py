@@ -59,3 +59,30 @@ def test_a_worker_reporting_one_parameter_does_not_rank_first(tmp_path):
     results = json.loads((out / "students" / "b_liar" / "results.json").read_text())
     assert {e["name"]: e["value"] for e in results["leaderboard"]}["Parameters"] == lms_class.PARAMS
     shutil.rmtree(data)
+
+
+def test_training_time_is_the_graders_clock_not_the_reported_one():
+    """A student's process that reports a training run of a millisecond, after 0.3 s."""
+    import time
+    from types import SimpleNamespace
+
+    import torch
+
+    from grader.checks import accuracy
+
+    class Student:  # what a patched worker answers to "train"
+        def call(self, op, **kwargs):
+            assert op == "train"
+            time.sleep(0.3)
+            return {"result": {"seconds": 0.001, "stopped_by_budget": False, "steps": 4, "epochs_done": 1.0,
+                               "base_lrs": [0.1]},
+                    "optimizer": {"type": "SGD", "groups": [{"lr": 0.1}]}, "submission_optimizer": False}
+
+    item = accuracy.Item(id="challenge", points=10, check="accuracy", target={"file": "net.py", "name": "Net"},
+                         threshold=0.5, data={"dataset": "cifar10"}, train={"epochs": 1})
+    data = SimpleNamespace(images=SimpleNamespace(path="train.u8", shape=(4, 3, 2, 2)), labels=torch.zeros(4),
+                           source="4 training images")
+    ctx = SimpleNamespace(student=Student(), load_data=lambda spec: data, timeout=lambda item: 600.0,
+                          options=SimpleNamespace(train_budget_s=None, device="cpu"))
+    trained = accuracy.train(item, ctx, {"handle": 1}, item.train)
+    assert trained["result"]["seconds"] >= 0.3  # the leaderboard's training time (scoring, class_report)
