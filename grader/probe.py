@@ -62,29 +62,31 @@ class Limits:
             self.memory.append(held)
 
     def whole_run_fits(self, total_calls: int) -> bool:
-        if not self.seconds:
+        """False too when a call's memory could not be read: what is not measured is not skipped."""
+        if not self.seconds or len(self.memory) != len(self.seconds) or len(self.memory) < 2:
             return False
         if max(self.seconds) * total_calls > TIME_SHARE * self.budget_s:  # the slowest call, every time
             return False
-        if len(self.memory) >= 2:  # memory kept from call to call grows on through the calls not made
-            growth = max(0, self.memory[-1] - self.memory[0]) / (len(self.memory) - 1)
-            if growth * (total_calls - len(self.seconds)) > MEMORY_SHARE * self.memory_bytes:
-                return False
-        return True
+        # Memory kept from call to call grows on through the calls not made.
+        growth = max(0, self.memory[-1] - self.memory[0]) / (len(self.memory) - 1)
+        return growth * (total_calls - len(self.seconds)) <= MEMORY_SHARE * self.memory_bytes
 
 
 def memory_in_use(student) -> int | None:
     """Bytes of data (VmData, what the memory limit counts) held by the student's processes:
-    the sandbox's whole process tree, or the plain child and its children; None if unknown."""
-    child = getattr(student, "_child", None)
+    the sandbox's whole process tree (from its bubblewrap process), or the plain child and its
+    children; None if unknown (then nothing is skipped)."""
+    child = getattr(student, "_child", None)  # grader.sandbox.session.StudentProcess's running child
     proc = getattr(getattr(child, "sandbox", None), "_proc", None)
     root = proc.pid if proc is not None else getattr(child, "pid", None) if child is not None else None
     return _tree_data_bytes(root) if root else None
 
 
 def _tree_data_bytes(root: int) -> int | None:
+    if not os.path.exists(f"/proc/{root}/status"):
+        return None
     children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+    for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/stat", "rb") as f:
@@ -104,7 +106,7 @@ def _tree_data_bytes(root: int) -> int | None:
                 total += next((int(line.split()[1]) << 10 for line in f if line.startswith("VmData:")), 0)
         except (OSError, ValueError, IndexError):
             continue
-    return total if seen and os.path.isdir("/proc") else None
+    return total
 
 
 class Probe:

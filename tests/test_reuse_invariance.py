@@ -335,13 +335,26 @@ def test_the_probe_skips_only_what_stays_well_within_the_limits():
     for _ in range(3):
         quick.observe(0.2)
     assert quick.whole_run_fits(16)  # 3.2 s of 20, no growth
-    slow = probe.Limits(budget_s=20, memory_bytes=1 << 30)
+    slow = probe.Limits(budget_s=20, memory_bytes=1 << 30, memory_in_use=lambda: 500 << 20)
     for seconds in (0.1, 1.5):
         slow.observe(seconds)
     assert not slow.whole_run_fits(16)  # the slowest call, 16 times: 24 s
+    assert probe.Limits(budget_s=60, memory_bytes=1 << 30, memory_in_use=lambda: 500 << 20).whole_run_fits(16) \
+        is False  # no call made yet
     growing = probe.Limits(budget_s=20, memory_bytes=1 << 30,
                            memory_in_use=iter([500 << 20, 600 << 20, 700 << 20]).__next__)
     for _ in range(3):
         growing.observe(0.1)
     assert not growing.whole_run_fits(16)  # 100 MB more per call, 13 calls to go: 1.3 GB
-    assert not probe.Limits(budget_s=20, memory_bytes=1 << 30).whole_run_fits(16)  # nothing measured
+    unmeasured = probe.Limits(budget_s=20, memory_bytes=1 << 30)  # memory that cannot be read
+    for _ in range(3):
+        unmeasured.observe(0.1)
+    assert not unmeasured.whole_run_fits(16)
+    # The measure itself: this process's own tree holds what it allocates.
+    import os
+    import types
+
+    here = types.SimpleNamespace(_child=types.SimpleNamespace(pid=os.getpid()))
+    before = probe.memory_in_use(here)
+    kept = bytearray(64 << 20)
+    assert probe.memory_in_use(here) - before >= 60 << 20 and kept
