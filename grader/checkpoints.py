@@ -4,7 +4,8 @@ Formats: a raw state_dict, {'net': ...}, {'state_dict': ...}, {'model': ...},
 {'model_state_dict': ...}, keys prefixed 'module.' (DataParallel) or '_orig_mod.'
 (torch.compile), and .safetensors.  Pickled checkpoints are only ever read with
 torch.load(weights_only=True): one that needs full unpickling could run code and
-is refused, never executed.
+is refused, never executed; and nothing is read that declares more than the file holds or
+the rubric allows (grader.checkpoint_scan), because the grader's own process reads them too.
 """
 
 from __future__ import annotations
@@ -15,20 +16,40 @@ from collections import OrderedDict
 
 import torch
 
-from grader.errors import GraderError
+from grader.checkpoint_scan import CheckpointRefused, check
 
 WRAPPER_KEYS = ("state_dict", "net", "model", "model_state_dict", "module", "weights")
 PREFIXES = ("module.", "_orig_mod.")
 
 
-class CheckpointRefused(GraderError):
-    """The file is not a checkpoint we can read safely; the message says why and what to do."""
+BUFFERS = ("running_mean", "running_var", "num_batches_tracked")  # BatchNorm's statistics, not parameters
+
+__all__ = ["CheckpointRefused", "read_state_dict", "parameter_count", "fit", "group_keys", "search_order"]
 
 
-def read_state_dict(path: str) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """The tensors in a checkpoint file, plus notes on how they were found."""
+def read_state_dict(path: str, max_bytes: int | None = None) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The tensors in a checkpoint file, plus notes on how they were found; CheckpointRefused,
+    before anything is allocated, for a file that declares more than it holds or than `max_bytes`
+    (None: the student's process, whose own memory limit bounds it)."""
     notes: list[str] = []
     name = os.path.basename(path)
+    check(path, max_bytes if max_bytes is not None else 1 << 62)
+    try:
+        obj = _load(path, name)
+    except MemoryError:
+        raise CheckpointRefused(f"{name}: reading it needs more memory than the grader has") from None
+    state = _unwrap(obj, notes)
+    return _strip_prefixes(state, notes), notes
+
+
+def parameter_count(path: str, max_bytes: int) -> int:
+    """The parameters in a checkpoint's weights, counted by the grader (BatchNorm's running
+    statistics are buffers, not parameters): the figure the instructor sees."""
+    state, _ = read_state_dict(path, max_bytes)
+    return sum(t.numel() for k, t in state.items() if not k.endswith(BUFFERS))
+
+
+def _load(path: str, name: str):
     if path.endswith(".safetensors"):
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -55,8 +76,7 @@ def read_state_dict(path: str) -> tuple[dict[str, torch.Tensor], list[str]]:
             ) from None
         except (RuntimeError, EOFError, OSError, ValueError, AttributeError) as e:
             raise CheckpointRefused(f"{name} is not a PyTorch checkpoint that can be read: {_first_line(e)}") from None
-    state = _unwrap(obj, notes)
-    return _strip_prefixes(state, notes), notes
+    return obj
 
 
 def _not_a_checkpoint(path: str) -> str | None:

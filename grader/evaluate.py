@@ -6,8 +6,10 @@ of a few hundred images, and sends each call's images to the student's process a
 plain uint8 tensor: no file, no path, no index.  There each batch is converted and
 normalised on the device in one fused step (no per-image Python or PIL work) and only
 class scores come back, which the grader checks (one finite row per image) and maps
-back to the data set's order.  A few images are also sent flipped and shifted by one
-pixel, shuffled among the others: a model that recognises the public test images
+back to the data set's order.  A few images are also sent flipped, shifted by one
+pixel, and moved by a few pixels with their brightness and every pixel jittered (drawn
+per evaluation from the secret generator, so no table of variants can anticipate
+them), shuffled among the others: a model that recognises the public test images
 rather than what they show fails on those (grader.checks.accuracy flags it).
 """
 
@@ -131,7 +133,10 @@ class BadReply(GraderError):
 # ordinary calls among many; a call carries at most MAX_CHUNK_BYTES of images.
 MIN_CALLS = 16
 MAX_CHUNK_BYTES = 16 << 20
-TRANSFORMED = 256  # images also shown flipped and shifted, for the lookup check
+TRANSFORMED = 256  # images also shown flipped, shifted and jittered, for the lookup check
+JITTER_MOVE = 3  # pixels, each way: the random crop
+JITTER_BRIGHTNESS = 16  # levels of 255 added to or taken from the whole image
+JITTER_NOISE = 2  # levels of 255 added to or taken from each pixel
 LOGITS_LIMIT = 1024  # most class scores per image a reply may carry (beyond the data set's classes)
 
 
@@ -151,24 +156,44 @@ def shift(batch: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def jitter(image: torch.Tensor, dx: int, dy: int, brightness: int, noise_seed: int) -> torch.Tensor:
+    """A random crop (moved dx, dy pixels, the edges repeated), brightness changed, and every
+    pixel moved by a little noise: what an honest model hardly notices and a table of the
+    test images (or of their flips and shifts) cannot have seen."""
+    m = JITTER_MOVE
+    x = torch.nn.functional.pad(image.float().unsqueeze(0), (m, m, m, m), mode="replicate")[0]
+    height, width = image.shape[-2:]
+    x = x[..., m + dy:m + dy + height, m + dx:m + dx + width]
+    noise = torch.randint(-JITTER_NOISE, JITTER_NOISE + 1, x.shape, generator=torch.Generator().manual_seed(noise_seed))
+    return (x + brightness + noise).clamp(0, 255).to(torch.uint8)
+
+
 @dataclass
 class Schedule:
     """One evaluation's secret order.  Slot v of `order` is image v (v < N), the flip of
-    subset[v - N], or the one-pixel shift of subset[v - N - S]; all are shuffled together."""
+    subset[v - N], the one-pixel shift of subset[v - N - S], or the jitter of
+    subset[v - N - 2S] (with that image's secret `jitters`: dx, dy, brightness, noise seed);
+    all are shuffled together."""
 
     total: int
     subset: torch.Tensor
     order: torch.Tensor
     chunk: int
+    jitters: torch.Tensor | None = None  # (S, 4)
 
     @classmethod
     def draw(cls, total: int, image_bytes: int, device: str, batch_size: int | None = None,
              transformed: int = TRANSFORMED) -> "Schedule":
         generator = secret_generator()
         subset = torch.randperm(total, generator=generator)[: min(transformed, total)]
-        slots = total + 2 * len(subset)
+        slots = total + 3 * len(subset)
         order = torch.randperm(slots, generator=generator)
-        return cls(total, subset, order, chunk_size(slots, image_bytes, device, batch_size))
+        s, m, b = len(subset), JITTER_MOVE, JITTER_BRIGHTNESS
+        jitters = torch.stack([torch.randint(-m, m + 1, (s,), generator=generator),
+                               torch.randint(-m, m + 1, (s,), generator=generator),
+                               torch.randint(-b, b + 1, (s,), generator=generator),
+                               torch.randint(0, 1 << 62, (s,), generator=generator)], dim=1)
+        return cls(total, subset, order, chunk_size(slots, image_bytes, device, batch_size), jitters)
 
     def calls(self) -> list[torch.Tensor]:
         return list(self.order.split(self.chunk))
@@ -178,11 +203,14 @@ class Schedule:
         source = torch.where(slots < n, slots, self.subset[(slots - n) % s]) if s else slots
         batch = images[source].clone()
         flipped = (slots >= n) & (slots < n + s)
-        shifted = slots >= n + s
+        shifted = (slots >= n + s) & (slots < n + 2 * s)
         if flipped.any():
             batch[flipped] = flip(batch[flipped])
         if shifted.any():
             batch[shifted] = shift(batch[shifted])
+        for row in torch.nonzero(slots >= n + 2 * s).flatten().tolist():
+            dx, dy, brightness, seed = (int(v) for v in self.jitters[int(slots[row]) - n - 2 * s])
+            batch[row] = jitter(batch[row], dx, dy, brightness, seed)
         return batch
 
 
@@ -234,6 +262,7 @@ class Outcome:
     subset: torch.Tensor
     probe_matched: bool = False
     calls: int = 0
+    jittered: torch.Tensor | None = None  # (S,) as flipped
 
 
 def run_schedule(ask, images: torch.Tensor, classes: int, schedule: Schedule, probe=None) -> Outcome:
@@ -241,7 +270,7 @@ def run_schedule(ask, images: torch.Tensor, classes: int, schedule: Schedule, pr
     map the answers back.  probe (grader.probe.Probe): after its first calls, when the answers
     equal the trusted reference's, the reference's predictions stand for the rest."""
     n, s = schedule.total, len(schedule.subset)
-    answers = torch.full((n + 2 * s,), -1, dtype=torch.long)
+    answers = torch.full((n + 3 * s,), -1, dtype=torch.long)
     done = 0
     calls = schedule.calls()
     matched = probe is not None
@@ -254,9 +283,12 @@ def run_schedule(ask, images: torch.Tensor, classes: int, schedule: Schedule, pr
         originals = slots < n
         matched = scores.dim() == 2 and probe.agrees(slots[originals], scores[originals])
         if matched and number >= probe.calls:
-            break
+            if probe.may_skip(len(calls)):
+                break
+            matched = False  # too slow or too hungry to skip: evaluated in full, as without reuse
     predictions = answers[:n]
     reused = probe is not None and matched and done < len(calls)
     if reused:
         predictions = torch.where(predictions >= 0, predictions, probe.predictions())
-    return Outcome(predictions, answers[n:n + s], answers[n + s:], schedule.subset, reused, done)
+    return Outcome(predictions, answers[n:n + s], answers[n + s:n + 2 * s], schedule.subset, reused, done,
+                   answers[n + 2 * s:])

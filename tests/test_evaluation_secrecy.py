@@ -50,7 +50,7 @@ def test_every_evaluation_is_a_fresh_secret_order_of_plain_image_batches():
     outcome = evaluate.run_schedule(ask, images, 10, schedule)
     assert all(b.dtype == torch.uint8 and b.dim() == 4 for b in sent) and len(sent) >= evaluate.MIN_CALLS
     shown = torch.cat(sent)
-    assert len(shown) == 40 + 2 * len(schedule.subset)  # every image, plus flipped and shifted copies
+    assert len(shown) == 40 + 3 * len(schedule.subset)  # every image, plus flipped, shifted and jittered copies
     assert not torch.equal(shown[:40], images)  # not in index order
     assert (outcome.predictions == 0).all() and len(outcome.predictions) == 40
     assert not torch.equal(schedule.order, evaluate.Schedule.draw(40, 12, "cpu").order)

@@ -94,6 +94,9 @@ def test_reference_scores_stand_in_only_after_every_probe_call_agrees():
         def agrees(self, indices, scores):
             return torch.allclose(truth[indices], scores)
 
+        def may_skip(self, total_calls):
+            return True
+
         def predictions(self):
             return truth.argmax(1)
 

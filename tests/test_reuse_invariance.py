@@ -21,7 +21,7 @@ from grader.checks import KINDS
 from grader.options import Options
 from grader.results import FAILED, SKIPPED, GradeReport, ItemResult
 from grader.reuse import Reuse
-from tests import cnn_class, notebook_class
+from tests import cnn_class, notebook_class, tiny_accuracy
 from tests.conftest import REFERENCE, ROOT, RUBRICS, SKELETONS
 
 # -- the key -------------------------------------------------------------------------
@@ -284,3 +284,77 @@ def test_a_class_of_cnn_architecture_submissions_gets_the_same_grades_with_and_w
     assert set(reused(shared, "c09_correct_copy").values()) == {"c03_correct"}
     assert set(reused(shared, "c10_skeleton_copy").values()) == {"c02_skeleton"}
     assert reused(shared, "c11_renamed_locals") == {}
+
+
+# -- reuse never skips a limit -----------------------------------------------------------
+
+SLOW = tiny_accuracy.NET.replace("import torch\n", "import time\nimport torch\n", 1).replace(
+    "    def forward(self, x):\n", "    def forward(self, x):\n        time.sleep(1.5)  # every call: 16 calls take 24 s\n")
+HUNGRY = tiny_accuracy.NET.replace("import torch\n", "import torch\n\nKEPT = []\n", 1).replace(
+    "    def forward(self, x):\n", "    def forward(self, x):\n"
+    "        KEPT.append(torch.empty(25_000_000))  # 100 MB kept per call: 16 calls need 1.6 GB\n")
+LIMITED = {"r1_reference": tiny_accuracy.NET, "r2_slow": SLOW, "r3_hungry": HUNGRY}
+
+
+def test_a_slow_or_memory_hungry_model_gets_the_same_verdict_with_and_without_reuse_and_alone(tmp_path):
+    """Each is the reference model with the instructor's checkpoint, so its first calls agree with
+    the reference's scores; the whole evaluation (16 calls of 25 images) takes 24 s of a 20 s budget,
+    or 1.6 GB of a 1 GB limit.  The probe's few calls fit both; reuse must not skip the rest."""
+    images, _ = tiny_accuracy.sample(10)
+    course = tiny_accuracy.tiny_course(tmp_path / "course", images=images, checkpoint=True)
+    rubric_path = course["rubric"]
+    rubric_path.write_text(rubric_path.read_text().replace("item_timeout_s: 120, memory_mb: 4096",
+                                                           "item_timeout_s: 4, memory_mb: 1024"))
+    download = tmp_path / "download"
+    for student, source in LIMITED.items():
+        tiny_accuracy.submission(download, student, source)
+    options = Options(data_dir=str(course["data"]), checkpoint_dirs=[course["checkpoints"]])
+    verdicts = {}
+    for name, reuse in (("shared", True), ("separate", False)):
+        batch.run(batch.BatchConfig(submissions=download, rubric=rubric_path, out=tmp_path / name, options=options,
+                                    workers=1, threads=1, reuse=reuse))
+        verdicts[name] = {s: [(t["score"], t["status"]) for t in student_files(tmp_path / name, s)[0]["tests"]]
+                          for s in LIMITED}
+    verdicts["alone"] = {s: [(t["score"], t["status"]) for t in graded_alone(download / s, rubric_path, None,
+                                                                              options)["tests"]]
+                         for s in LIMITED}
+    assert verdicts["shared"] == verdicts["separate"] == verdicts["alone"]
+    assert {s: v[0][0] for s, v in verdicts["shared"].items()} == {"r1_reference": 10, "r2_slow": 0, "r3_hungry": 0}
+    # The reference copy was still reused; the two that would break a limit were evaluated in full.
+    assert reused(tmp_path / "shared", "r1_reference") == {"net.accuracy": "reference solution"}
+    assert reused(tmp_path / "shared", "r2_slow") == reused(tmp_path / "shared", "r3_hungry") == {}
+    slow = student_files(tmp_path / "shared", "r2_slow")[0]["tests"][0]["output"]
+    hungry = student_files(tmp_path / "shared", "r3_hungry")[0]["tests"][0]["output"]
+    print(slow, hungry, sep="\n")
+
+
+def test_the_probe_skips_only_what_stays_well_within_the_limits():
+    from grader import probe
+
+    quick = probe.Limits(budget_s=20, memory_bytes=1 << 30, memory_in_use=iter([500 << 20] * 4).__next__)
+    for _ in range(3):
+        quick.observe(0.2)
+    assert quick.whole_run_fits(16)  # 3.2 s of 20, no growth
+    slow = probe.Limits(budget_s=20, memory_bytes=1 << 30, memory_in_use=lambda: 500 << 20)
+    for seconds in (0.1, 1.5):
+        slow.observe(seconds)
+    assert not slow.whole_run_fits(16)  # the slowest call, 16 times: 24 s
+    assert probe.Limits(budget_s=60, memory_bytes=1 << 30, memory_in_use=lambda: 500 << 20).whole_run_fits(16) \
+        is False  # no call made yet
+    growing = probe.Limits(budget_s=20, memory_bytes=1 << 30,
+                           memory_in_use=iter([500 << 20, 600 << 20, 700 << 20]).__next__)
+    for _ in range(3):
+        growing.observe(0.1)
+    assert not growing.whole_run_fits(16)  # 100 MB more per call, 13 calls to go: 1.3 GB
+    unmeasured = probe.Limits(budget_s=20, memory_bytes=1 << 30)  # memory that cannot be read
+    for _ in range(3):
+        unmeasured.observe(0.1)
+    assert not unmeasured.whole_run_fits(16)
+    # The measure itself: this process's own tree holds what it allocates.
+    import os
+    import types
+
+    here = types.SimpleNamespace(_child=types.SimpleNamespace(pid=os.getpid()))
+    before = probe.memory_in_use(here)
+    kept = bytearray(64 << 20)
+    assert probe.memory_in_use(here) - before >= 60 << 20 and kept

@@ -407,7 +407,7 @@ def summary_markdown(s: Summary) -> str:
         lines.append("")
     if s.lookups:
         lines += ["## Possible lookups of the public test set", "", "Accuracy that collapses on the same test images "
-                  "flipped or shifted by one pixel: the model may recognise the images rather than what they show. "
+                  "flipped, shifted by one pixel, or moved and jittered at random: the model may recognise the images rather than what they show. "
                   "The points were not changed; students are not told.", ""]
         lines += [f"- {_md(student)}, {code_span(item)}: {_md(text)}" for student, item, text in s.lookups] + [""]
     if s.intake:

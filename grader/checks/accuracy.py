@@ -15,8 +15,10 @@ The test images reach the student's process in a secret order, a batch per call,
 no file, path or index (grader.evaluate); it returns class scores and never sees the
 labels (training labels, yes).  The grader maps the answers back and counts the correct
 predictions.  A model right on the test images but near chance on the same images
-flipped or shifted by a pixel is flagged for the instructor as a likely lookup of the
-public test set (extra["lookup_suspect"]; the points stay what the accuracy gives).  When a
+flipped, shifted by a pixel, or moved a few pixels with brightness and noise drawn per
+evaluation (which a table of the images and their flips and shifts cannot anticipate) is
+flagged for the instructor as a likely lookup of the public test set, with the accuracy
+drop (extra["lookup_suspect"]; the points stay what the accuracy gives).  When a
 checkpoint does not fit, the verdict lists the missing, unexpected and mis-shaped
 weights, grouped by module, and names the rubric item each one points to.  On the
 embedded sample of the test set, accuracy comes with a 95% interval, and a verdict
@@ -98,6 +100,12 @@ def run(item: Item, ctx: Context) -> Verdict:
     if trains and path is None and not ctx.options.train_if_missing:
         raise NotGradable(f"no {item.checkpoint or 'checkpoint'} in the submission and training is off: hand in "
                           f"the trained weights, or run `grader train {ctx.submission} --item {item.id}`")
+    params = None
+    if path is not None:  # read here, bounded, before the student's process reads it
+        try:
+            params = ckpt.parameter_count(str(path), checkpoint_bytes(ctx))
+        except ckpt.CheckpointRefused as e:
+            return Verdict.zero(f"checkpoint refused: {e}", extra={"failure": "checkpoint"})
     built = build(item, ctx, recipe if trains else None)
     data = ctx.load_data(spec)
     notes: list[str] = []
@@ -124,8 +132,10 @@ def run(item: Item, ctx: Context) -> Verdict:
         return Verdict.zero(str(e))
     ctx.release(built)
     verdict = judge(item, outcome.predictions, data, notes, ctx.options.precision)
-    if built.get("param_count") is not None and "accuracy" in verdict.extra:  # for the leaderboard
-        verdict.extra["params"] = built["param_count"]
+    # For the leaderboard: counted by the grader in the checkpoint it read, never as the student's
+    # process reports it (a trained model without a checkpoint has no count the grader can check).
+    if params is not None and "accuracy" in verdict.extra:
+        verdict.extra["params"] = params
     if outcome.probe_matched:  # the instructor's record says so; a student's results never do
         verdict.extra.update(reused_from=probe.SOURCE, reuse="probe")
     else:
@@ -152,11 +162,14 @@ def _evaluate(ctx: Context, item: Item, handle: int, data, spec, checkpoint) -> 
     classes = len(data.classes)
     image_bytes = int(images[0].numel()) if len(images) else 1
     schedule = evaluate.Schedule.draw(len(images), image_bytes, ctx.options.device, ctx.options.batch_size)
-    checker = probe.for_item(ctx, item, checkpoint, data, spec, len(schedule.calls())) \
-        if checkpoint is not None and ctx.reuse is not None else None
     # The flipped and shifted copies (the lookup check) are the grader's addition: the student's
     # code gets its full time for the test images themselves, and as much again for the copies.
     budget = _predict_timeout(ctx, item, len(images)) * len(schedule.order) / max(1, len(images))
+    deadline = getattr(ctx.student, "deadline", None)
+    limits = probe.Limits(min(budget, deadline - time.monotonic()) if deadline is not None else budget,
+                          int(ctx.rubric.limits.memory_mb) << 20, lambda: probe.memory_in_use(ctx.student))
+    checker = probe.for_item(ctx, item, checkpoint, data, spec, len(schedule.calls()), limits) \
+        if checkpoint is not None and ctx.reuse is not None else None
     spent = 0.0
 
     def ask(batch: torch.Tensor) -> dict:
@@ -169,35 +182,41 @@ def _evaluate(ctx: Context, item: Item, handle: int, data, spec, checkpoint) -> 
                                     max_reply_bytes=evaluate.reply_bytes(len(batch), classes))
         finally:
             spent += time.monotonic() - started
+            if checker is not None:  # what each call costs decides whether the rest may be skipped
+                limits.observe(time.monotonic() - started)
 
     ctx.progress(f"predicting {len(data):,} images")
     return evaluate.run_schedule(ask, images, classes, schedule, checker)
 
 
 # A model that recognises the public test images instead of what they show: right on the images
-# themselves, near chance once they are flipped or moved by a pixel.  An honest CNN loses a few points
-# on a flip (CIFAR-10 models are trained with flips) and a few on a one-pixel shift; these margins
-# are far beyond that.
+# themselves, near chance once they are flipped, moved by a pixel, or jittered.  An honest CNN loses a
+# few points on a flip (CIFAR-10 models are trained with flips), a few on a shift of a pixel or three
+# and on a small change of brightness; these margins are far beyond that.
 LOOKUP_MIN_ABOVE_CHANCE = 0.4  # the originals must be this far above chance on the subset
 LOOKUP_KEPT = 1 / 3  # flagged when a transform keeps less than this share of the skill above chance
 
 
 def lookup_suspect(outcome: evaluate.Outcome, labels: torch.Tensor, classes: int) -> str | None:
-    """A note for the instructor when accuracy collapses on flipped or shifted test images."""
+    """A note for the instructor when accuracy collapses on flipped, shifted or jittered test images."""
     subset = outcome.subset
-    if len(subset) < 32 or (outcome.flipped < 0).any() or (outcome.shifted < 0).any():
+    jittered = outcome.jittered if outcome.jittered is not None else outcome.shifted
+    if len(subset) < 32 or any((a < 0).any() for a in (outcome.flipped, outcome.shifted, jittered)):
         return None
     truth = labels[subset]
     counts = torch.bincount(labels, minlength=classes).float()
     chance = max(1.0 / max(classes, 1), float(counts.max() / counts.sum()))
     original = float((outcome.predictions[subset] == truth).float().mean())
-    flipped = float((outcome.flipped == truth).float().mean())
-    shifted = float((outcome.shifted == truth).float().mean())
+    kept = {name: float((answers == truth).float().mean())
+            for name, answers in (("flipped", outcome.flipped), ("shifted", outcome.shifted), ("jittered", jittered))}
     skill = original - chance
-    if skill < LOOKUP_MIN_ABOVE_CHANCE or min(flipped, shifted) - chance > LOOKUP_KEPT * skill:
+    if skill < LOOKUP_MIN_ABOVE_CHANCE or min(kept.values()) - chance > LOOKUP_KEPT * skill:
         return None
+    drop = original - min(kept.values())
     return (f"likely a lookup of the public test set: {original:.1%} on {len(subset)} test images, "
-            f"{flipped:.1%} on the same images flipped, {shifted:.1%} shifted by 1 px")
+            f"{kept['flipped']:.1%} on the same images flipped, {kept['shifted']:.1%} shifted by 1 px, "
+            f"{kept['jittered']:.1%} moved up to {evaluate.JITTER_MOVE} px with brightness and noise drawn "
+            f"for this evaluation (a drop of {100 * drop:.1f} points)")
 
 
 def build(item: Item, ctx: Context, recipe: Training | None = None) -> dict:
@@ -225,11 +244,13 @@ def train(item: Item, ctx: Context, built: dict, recipe: Training, *, epochs: fl
     margin = max(60.0, 0.05 * limit)  # the last step, and sending the weights back
     budgets = [b for b in (budget_s, ctx.options.train_budget_s, recipe.budget_s, limit - margin) if b]
     budget = max(0.0, min(budgets))
+    started = time.monotonic()
     out = ctx.student.call("train", handle=built["handle"], images={"path": data.images.path,
                                                                     "shape": list(data.images.shape)},
                            labels=data.labels, mean=spec.normalize.mean, std=spec.normalize.std,
                            recipe=recipe.recipe().model_dump(), epochs=epochs, budget_s=budget, resume=resume,
                            return_state=return_state, timeout=budget + margin, on_progress=on_progress)
+    out["result"]["seconds"] = round(time.monotonic() - started, 2)  # the grader's clock, not the student's report
     out["epochs"] = epochs
     out["notes"] = out.get("notes", []) + _training_notes(item, ctx, built, recipe, out, asked, budget, data.source)
     return out
@@ -360,6 +381,11 @@ def decide(item: Item, extra: dict) -> Verdict:
     if passed:
         return Verdict.full(item, f"{text} >= {item.threshold:.0%}", details=details, extra=extra)
     return Verdict.zero(f"{text} < {item.threshold:.0%}", details=details, extra=extra)
+
+
+def checkpoint_bytes(ctx: Context) -> int:
+    """The most a checkpoint may declare when the grader reads it: what the student's process may hold."""
+    return int(ctx.rubric.limits.memory_mb) << 20
 
 
 def _predict_timeout(ctx: Context, item: Item, images: int) -> float:
