@@ -54,6 +54,13 @@ def available() -> tuple[bool, str]:
     return _available
 
 
+def probe_again() -> tuple[bool, str]:
+    """available(), tried now rather than remembered: bubblewrap may have broken since."""
+    global _available
+    _available = _probe()
+    return _available
+
+
 def _probe() -> tuple[bool, str]:
     if os.environ.get("GRADER_NO_ISOLATION") == "1":
         return False, "GRADER_NO_ISOLATION=1 is set"
