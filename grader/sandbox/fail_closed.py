@@ -17,6 +17,11 @@ not graded (an error record, never a zero), and a batch refuses the students aft
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
+import time
+
 from grader.errors import GraderError
 from grader.sandbox import boundary
 
@@ -49,7 +54,7 @@ class BoundaryLost(GraderError):
 
 def require(allow_unisolated: bool) -> str:
     """The boundary this run's student code will run in: "bubblewrap", or "none" when allowed."""
-    works, why = boundary.probe_again()
+    works, why = _probe_twice()
     if works:
         return BUBBLEWRAP
     if allow_unisolated:
@@ -60,7 +65,22 @@ def require(allow_unisolated: bool) -> str:
 def check_still_works(error: Exception) -> None:
     """After a sandbox failed to start: raise BoundaryLost when bubblewrap itself no longer starts
     (the machine's fault); return when it does (the sandbox died of what ran inside it)."""
-    works, why = boundary.probe_again()
+    works, why = _probe_twice()
     if not works:
         raise BoundaryLost(f"{why}; {str(error)[:300]}")
 
+
+def _probe_twice() -> tuple[bool, str]:
+    """bubblewrap tried now, and once more a moment later when it fails: a passing shortage (no
+    free process slot, say) must not stop a class; a broken bubblewrap fails both."""
+    works, why = boundary.probe_again()
+    if not works and _might_start():
+        time.sleep(0.5)
+        works, why = boundary.probe_again()
+    return works, why
+
+
+def _might_start() -> bool:
+    """bubblewrap is there and not switched off: a failure to start may be a passing one."""
+    return sys.platform == "linux" and shutil.which("bwrap") is not None \
+        and os.environ.get("GRADER_NO_ISOLATION") != "1"

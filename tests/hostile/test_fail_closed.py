@@ -73,8 +73,13 @@ def test_a_sandbox_that_cannot_start_once_grading_began_is_no_grade_not_a_zero(t
     rubric_obj = rubric.load(write_course(tmp_path))
     folder = write_submission(tmp_path / "alice", marker)
     monkeypatch.setattr(boundary, "_available", boundary._available)
-    probes = iter([(True, ""), (False, "bwrap: setting up uid map: Permission denied")])
-    monkeypatch.setattr(boundary, "_probe", lambda: next(probes))  # works at the start, then breaks
+    probes = []
+
+    def probe():  # works at the start, then breaks for good
+        probes.append(len(probes))
+        return (True, "") if len(probes) == 1 else (False, "bwrap: setting up uid map: Permission denied")
+
+    monkeypatch.setattr(boundary, "_probe", probe)
 
     def lost(*args):
         raise boundary.SandboxLost("the sandbox did not start: its warm process ended")
@@ -82,7 +87,7 @@ def test_a_sandbox_that_cannot_start_once_grading_began_is_no_grade_not_a_zero(t
     monkeypatch.setattr(boundary, "lease", lost)
     with pytest.raises(fail_closed.BoundaryLost, match="uid map: Permission denied"):
         grading.grade(folder, rubric_obj, Options())
-    assert not ran(marker)
+    assert not ran(marker) and len(probes) == 3  # once before grading; twice after the failure (no fluke)
 
 
 @needs_bwrap
