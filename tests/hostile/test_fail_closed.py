@@ -184,10 +184,14 @@ def test_a_batch_whose_sandbox_breaks_midway_refuses_the_rest_of_the_class(tmp_p
                    "-j", "1", env=_fake_bwrap(tmp_path, out), timeout=600)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "STOPPED" in done.stderr and "refused the 2 remaining students" in done.stderr
+    assert "OS boundary: bubblewrap sandbox (1 student)" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
 
     alice = gradebook.load_record(out, "alice")
     assert alice["status"] == gradebook.GRADED and alice["boundary"] == "bubblewrap sandbox"
+    results = json.loads((out / "students" / "alice" / "results.json").read_text())
+    assert results["extra_data"]["boundary"] == "bubblewrap sandbox"
+    assert "*OS boundary: bubblewrap sandbox.*" in (out / "students" / "alice" / "feedback.md").read_text()
     bob = gradebook.load_record(out, "bob")  # not a zero that looks like a verdict: no grade at all
     assert bob["status"] == gradebook.NOT_GRADED and bob["report"] is None and bob["isolation_refused"]
     assert "uid map: Permission denied" in bob["error"]
