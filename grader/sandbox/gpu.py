@@ -5,9 +5,9 @@
 CUDA in the student's process opens the device nodes (/dev/nvidiactl, /dev/nvidia0, ...,
 /dev/nvidia-uvm), reads /proc/driver/nvidia, and loads the driver's user-space libraries
 (libcuda.so.1, libnvidia-*.so), which the host's driver installs, often outside /usr (a
-container's /usr/local/nvidia/lib64).  The sandbox gets exactly those: the nodes with
---dev-bind, the rest read-only, each library only when no folder already bound holds it.
-Nothing else of /dev, /proc or /sys is added.
+container's /usr/local/nvidia/lib64).  The sandbox gets those: the nodes with --dev-bind,
+the rest read-only, each library only when no folder already bound holds it, and /sys
+read-only (the driver reads the GPUs' PCI topology there).  No other device is added.
 
 Every place is an argument, so a test can point them at fake files on a machine without a GPU.
 """
