@@ -74,6 +74,9 @@ ItemTimeoutOpt = Annotated[Optional[float], typer.Option("--item-timeout", help=
 MemoryOpt = Annotated[Optional[int], typer.Option("--memory-mb", help="memory the student's process may allocate, "
                                                   "MB (default: the rubric's limits.memory_mb)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+UnsafeOpt = Annotated[bool, typer.Option("--unsafe-no-isolation", help="run students' code even where it cannot "
+                                         "run inside the OS sandbox (bubblewrap); without it, such a run is "
+                                         "refused (a self-check with a public rubric excepted)")]
 DeadlineOpt = Annotated[Optional[str], typer.Option("--deadline", help="due time for the rubric's late policy, ISO "
                                                     "8601 (2026-03-01T23:59, local time unless a zone is given); "
                                                     "replaces the rubric's late.deadline")]
@@ -153,6 +156,14 @@ def _options(device: str, precision: Precision, checkpoints: list[Path], data_di
 
 
 
+def _isolation(options: Options, rubric_obj, unsafe: bool) -> None:
+    """Who may run code unisolated: a run given --unsafe-no-isolation, or a self-check (a public
+    rubric: a student's own code on their own computer, e.g. a Mac); grading with the full rubric
+    is an instructor's, and refuses (grader.sandbox.fail_closed)."""
+    options.unsafe_no_isolation = unsafe
+    options.self_check = bool(rubric_obj.public)
+
+
 def _item_ids(items: Optional[str], rubric_obj) -> Optional[list[str]]:
     """The ids --items names; an unknown one is a usage error that suggests the closest ids."""
     import difflib
@@ -197,6 +208,7 @@ def check(
                                "item has a training recipe (the notebook challenge)"),
     train_budget: Optional[float] = typer.Option(None, "--train-budget", help="wall-clock seconds for such "
                                                  "training; it stops there and what was reached is graded"),
+    unsafe_no_isolation: UnsafeOpt = False,
 ) -> None:
     """Grade one submission folder and print a report."""
     if not submission.is_dir():
@@ -208,6 +220,7 @@ def check(
     rubric_obj = rubric_obj.with_limits(**_limits(timeout, item_timeout, memory_mb))
     options = _options(device, precision, checkpoints, data_dir, download, batch_size)
     options.train_if_missing, options.train_budget_s = train, train_budget
+    _isolation(options, rubric_obj, unsafe_no_isolation)
     console = Console()
     err = Console(stderr=True)
     if as_json or not err.is_terminal:
@@ -351,12 +364,17 @@ def bundle(
                                                      "(default: accuracy on the embedded sample)")] = None,
     with_wheel: bool = typer.Option(False, "--with-wheel", help="student bundle: carry this grader as a wheel "
                                     "(wheels/), which the README installs: works offline"),
+    unsafe_no_isolation: bool = typer.Option(False, "--unsafe-no-isolation", help="--gradescope: grade even where "
+                                             "Gradescope's image cannot start bubblewrap (its container is then "
+                                             "the only boundary); without it such an autograder refuses"),
 ) -> None:
     """Pack a zip: --student (no solution, no hidden item), --instructor, or --gradescope (an autograder)."""
     if student + instructor + gradescope != 1:
         _fail_usage("say which bundle: --student or --instructor (handouts), or --gradescope (an autograder)")
     if (checkpoints or data_dir) and not gradescope:
         _fail_usage("--checkpoints and --data-dir apply to --gradescope")
+    if unsafe_no_isolation and not gradescope:
+        _fail_usage("--unsafe-no-isolation applies to --gradescope (a handout runs no student code)")
     rubric_obj = _load_rubric(assignment)
     notes: list[str] = []
     if student:
@@ -367,7 +385,8 @@ def bundle(
     else:
         from grader.authoring import gradescope as gradescope_module
 
-        made, notes = gradescope_module.autograder(rubric_obj, output, checkpoint_dirs=checkpoints, data_dir=data_dir)
+        made, notes = gradescope_module.autograder(rubric_obj, output, checkpoint_dirs=checkpoints, data_dir=data_dir,
+                                                   unsafe_no_isolation=unsafe_no_isolation)
     console = Console()
     say(console, f"wrote {made.path} ({len(made.members)} files)")
     for note in notes:
@@ -418,8 +437,7 @@ def batch(
     slurm_arg: list[str] = typer.Option([], "--slurm-arg", help="slurm: another sbatch option as KEY=VALUE, "
                                         "e.g. account=cs231 (repeatable)"),
     deadline: DeadlineOpt = None,
-    unsafe_no_isolation: bool = typer.Option(False, "--unsafe-no-isolation", help="grade even where students' "
-                                             "code cannot run inside the OS sandbox (bubblewrap)"),
+    unsafe_no_isolation: UnsafeOpt = False,
 ) -> None:
     """Grade a whole class in parallel: grades.csv, per-student results.json and feedback.md, summary.md,
     duplicates.csv.  Rerun the same command to resume; only changed students are regraded."""
@@ -451,6 +469,7 @@ def batch(
     cluster = _cluster(executor, rubric_path, limits, out, shared_dir, jobs, slurm_arg, partition=partition,
                        gpus=gpus_per_job, cpus=cpus_per_job, mem_gb=mem_per_job, time_min=time_per_job)
     options = _options("cpu" if cluster is not None else device, precision, checkpoints, data_dir, download, batch_size)
+    options.unsafe_no_isolation = unsafe_no_isolation  # carried by every job; a batch is never a self-check
     if cluster is not None:
         options.device = cluster.device(device)  # the nodes' device, not this login node's
         if options.device.startswith("cuda") and not cluster.resources.gpus:
@@ -474,6 +493,9 @@ def batch(
         say(Console(stderr=True), "interrupted: every finished student is in grades.csv; rerun the same "
                                   "command to grade the rest")
         raise typer.Exit(130)
+    if result.stopped:  # fail closed: the OS sandbox was lost, the rest of the class was refused
+        _print_error(gradebook_module.stopped_text(result.summary))
+        raise typer.Exit(EXIT_USAGE)
     raise typer.Exit(EXIT_OK if not result.summary.errors else EXIT_FAILED)
 
 
@@ -584,6 +606,7 @@ def train_command(
     data_dir: DataDirOpt = None,
     download: DownloadOpt = False,
     device: DeviceOpt = "auto",
+    unsafe_no_isolation: UnsafeOpt = False,
 ) -> None:
     """Train a submission's model for an accuracy item and write its checkpoint."""
     from grader.console import training_progress
@@ -594,6 +617,7 @@ def train_command(
     rubric_obj = assignments.resolve(rubric, submission)
     _item_ids(item, rubric_obj)
     options = _options(device, Precision.fp32, [], data_dir, download, None)
+    _isolation(options, rubric_obj, unsafe_no_isolation)
     err = Console(stderr=True)
     with training_progress(err, item) as on_progress:
         try:

@@ -26,6 +26,7 @@ from grader.reference import Reference, ReferenceUnavailable
 from grader.reuse import Reuse
 from grader.results import ERROR, FAILED, PARTIAL, PASSED, SKIPPED, GradeReport, ItemResult
 from grader.rubric import Rubric
+from grader.sandbox import fail_closed
 from grader.sandbox.session import Limits, StudentFailure, StudentProcess
 
 CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth", ".safetensors", ".bin", ".tar")
@@ -36,8 +37,13 @@ def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, i
           threads: int | None = None, on_item: Callable[[ItemResult], None] | None = None,
           on_progress: Callable[[str], None] | None = None, private_paths: list[Path] = (),
           reuse: Reuse | None = None, student_id: str | None = None, reference=None) -> GradeReport:
-    """`reference`: what the checks compare with, when not the rubric's (grader.answers)."""
+    """`reference`: what the checks compare with, when not the rubric's (grader.answers).
+
+    Raises fail_closed.IsolationRefused before anything runs when the OS sandbox is not
+    there and the options do not allow that, and fail_closed.BoundaryLost when the sandbox
+    cannot be started once grading began: no report at all, never one graded unisolated."""
     options = options or Options()
+    fail_closed.require(options.may_run_unisolated())
     started = time.monotonic()
     selected = [secret_seeds(item, rubric.grading_seed) for item in rubric.select(items)]
 
@@ -62,7 +68,8 @@ def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, i
                         threads=threads or max(1, os.cpu_count() or 1),
                         deadline=started + rubric.limits.timeout_s,
                         private=_private_paths(rubric) + [str(p) for p in private_paths],
-                        notebook=_notebook(rubric), own_folder=Path(submission)) as student:
+                        notebook=_notebook(rubric), own_folder=Path(submission),
+                        allow_unisolated=options.may_run_unisolated()) as student:
         context = Context(rubric=rubric, submission=Path(submission), student=student, reference=reference,
                           options=options, load_data=_data_loader(options),
                           progress=on_progress or (lambda text: None), reuse=reuse,
@@ -110,7 +117,8 @@ def unisolated_note() -> str:
     from grader.sandbox.boundary import available
 
     return (f"This code ran WITHOUT OS isolation: {available()[1]}. Only the grader's in-process checks "
-            "stood between it and this computer.")
+            "stood between it and this computer (allowed for this run: --unsafe-no-isolation, or a "
+            "self-check of one's own code).")
 
 
 def train(submission: Path, rubric: Rubric, item_id: str, options: Options | None = None, *,
@@ -121,8 +129,10 @@ def train(submission: Path, rubric: Rubric, item_id: str, options: Options | Non
     rubric's recipe says, and write a checkpoint that `grade` then evaluates.  An
     unfinished checkpoint at `out` (a budget stopped it) is resumed unless `fresh`.
 
-    Raises NotGradable (nothing to train, no training data) or StudentFailure."""
+    Raises NotGradable (nothing to train, no training data) or StudentFailure; refuses as
+    `grade` does without the OS sandbox."""
     options = options or Options()
+    fail_closed.require(options.may_run_unisolated())
     [item] = rubric.select([item_id])
     if item.check != "accuracy":
         raise NotGradable(f"{item_id} is a {item.check} check; only accuracy items train a model")
@@ -134,7 +144,7 @@ def train(submission: Path, rubric: Rubric, item_id: str, options: Options | Non
                     output_mb=rubric.limits.output_mb)
     with StudentProcess(files, limits, readable=readable, device=options.device,
                         threads=threads or max(1, os.cpu_count() or 1), notebook=_notebook(rubric),
-                        own_folder=Path(submission)) as student:
+                        own_folder=Path(submission), allow_unisolated=options.may_run_unisolated()) as student:
         context = Context(rubric=rubric, submission=Path(submission), student=student, reference=_reference(rubric),
                           options=options, load_data=_data_loader(options))
         from grader.checks import accuracy
@@ -238,6 +248,8 @@ def _run_item(item, context: Context) -> ItemResult:
     context.progress(f"{item.id}")
     try:
         verdict = KINDS[item.check].run(item, context)
+    except fail_closed.BoundaryLost:
+        raise  # the whole student is not graded, not this item zeroed
     except StudentFailure as failure:
         details = failure.code.splitlines() if failure.code else []
         extra = {"failure": failure.kind}

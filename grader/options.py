@@ -1,4 +1,4 @@
-"""How a run is made: device, precision, data and checkpoint folders, training.
+"""How a run is made: device, precision, data and checkpoint folders, training, isolation.
 
 The same settings reach a class's jobs as a JSON dict (`to_job` / `from_job`), the one
 way they travel to a worker process or a cluster node.
@@ -29,12 +29,20 @@ class Options:
     checkpoint_dirs: list[Path] = field(default_factory=list)
     train_if_missing: bool = True
     train_budget_s: float | None = None
+    # Students' code runs inside the OS sandbox or not at all (grader.sandbox.fail_closed), unless
+    # --unsafe-no-isolation was given for this run, or this is a self-check of one's own code.
+    unsafe_no_isolation: bool = False
+    self_check: bool = False  # never carried by a job: grading a class is not a self-check
+
+    def may_run_unisolated(self) -> bool:
+        return self.unsafe_no_isolation or self.self_check
 
     def to_job(self) -> dict:
         """What a job carries: absolute paths (it runs elsewhere), and never a download."""
         return {"device": self.device, "precision": self.precision, "batch_size": self.batch_size,
                 "data_dir": str(Path(self.data_dir).resolve()) if self.data_dir else None, "download": False,
-                "checkpoint_dirs": [str(Path(p).resolve()) for p in self.checkpoint_dirs]}
+                "checkpoint_dirs": [str(Path(p).resolve()) for p in self.checkpoint_dirs],
+                "unsafe_no_isolation": self.unsafe_no_isolation}
 
     @classmethod
     def from_job(cls, data: dict) -> "Options":

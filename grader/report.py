@@ -115,6 +115,7 @@ def _footer(report: GradeReport, console: Console, verbose: bool, rich: bool) ->
             console.print("output of the submission:", markup=False)
             console.print(shown(report.output.rstrip(), keep_newlines=True), markup=False, highlight=False,
                           soft_wrap=True)
+    console.print(f"boundary: {report.boundary}", markup=False, highlight=False)  # which OS sandbox ran it
     console.print(f"graded in {report.seconds:.1f} s", style="dim" if rich else None, markup=False, highlight=False)
 
 

@@ -57,6 +57,11 @@ class GradeReport:
         return round(sum(r.max_points for r in self.results), 4)
 
     @property
+    def boundary(self) -> str:
+        """Which OS boundary the student's code ran in, in a few words, for every report."""
+        return boundary_name(self.isolation)
+
+    @property
     def all_passed(self) -> bool:
         return not self.problems and all(r.ok for r in self.results if r.graded)
 
@@ -88,7 +93,18 @@ class GradeReport:
         # Every text here may hold a student's (messages, file names, output): declared plain text,
         # so Gradescope shows it as it is and never renders it as HTML or Markdown.
         return {"score": self.score, "execution_time": round(self.seconds, 3), "tests": tests,
-                "output": "\n".join(problems + self.notes), **PLAIN_TEXT}
+                "output": "\n".join(problems + self.notes), **PLAIN_TEXT, "extra_data": {"boundary": self.boundary}}
+
+
+def boundary_name(isolation: dict) -> str:
+    """'bubblewrap sandbox', 'NONE (...)', or 'no student code ran', from a report's isolation facts
+    (what grader.sandbox.guard wrote inside the student's process)."""
+    text = str((isolation or {}).get("boundary") or "")
+    if not text:
+        return "no student code ran"
+    if text.startswith("none"):
+        return "NONE: this code ran WITHOUT OS isolation"
+    return f"{text.split(':')[0]} sandbox"
 
 
 def problem_text(problem: dict) -> str:

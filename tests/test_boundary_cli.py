@@ -96,10 +96,16 @@ def test_a_hang_costs_one_item_timeout_not_one_per_item(tmp_path, cnn_checkpoint
 
 
 def test_check_says_plainly_when_there_is_no_os_isolation(tmp_path, cnn_checkpoints, labelled_by_vgg):
-    result = check(submission(tmp_path, lambda src: src), "--items", "residual_block.plain",
+    """A self-check (--public: a student's own code) runs with a loud note; grading with the
+    instructor's full rubric refuses (tests/hostile/test_fail_closed.py has the rest)."""
+    folder = submission(tmp_path, lambda src: src)
+    result = check(folder, "--items", "residual_block.plain", "--public",
                    checkpoints=cnn_checkpoints, data=labelled_by_vgg, env={"GRADER_NO_ISOLATION": "1"})
     assert result.returncode == 0, result.stderr
     assert "This code ran WITHOUT OS isolation: GRADER_NO_ISOLATION=1 is set." in result.stdout
+    refused = check(folder, "--items", "residual_block.plain",
+                    checkpoints=cnn_checkpoints, data=labelled_by_vgg, env={"GRADER_NO_ISOLATION": "1"})
+    assert refused.returncode == 2 and "--unsafe-no-isolation" in refused.stderr
 
 
 def test_batch_refuses_to_grade_a_class_without_isolation(tmp_path):

@@ -152,10 +152,12 @@ def _public_answers(rubric: Rubric, public: Rubric) -> dict[str, bytes]:
                           "values in the rubric")
     from grader import grading
     from grader.answers import Recorder
+    from grader.options import Options
     from grader.reference import Reference
 
     recorder = Recorder(Reference(reference, notebook=rubric.notebook))
-    report = grading.grade(reference, public, items=needing, reference=recorder)
+    own = Options(self_check=True)  # the instructor's own reference: may run where bubblewrap is missing
+    report = grading.grade(reference, public, own, items=needing, reference=recorder)
     failed = [r for r in report.results if r.points < r.max_points]
     if failed:
         r = failed[0]

@@ -1,9 +1,10 @@
 """A Gradescope autograder: the zip `grader bundle ASSIGNMENT --gradescope -o autograder.zip` writes,
 and what runs inside Gradescope's container for each submission.
 
-    setup.sh              run once when Gradescope builds the image: installs grader from the
-                          wheel in wheels/ (its dependencies from wheels/ too when put there,
-                          else from the package index), and torch only when the image lacks it
+    setup.sh              run once when Gradescope builds the image: installs bubblewrap (the OS
+                          sandbox students' code runs in), grader from the wheel in wheels/ (its
+                          dependencies from wheels/ too when put there, else from the package
+                          index), and torch only when the image lacks it
     run_autograder        run for every submission: python3 -m grader.authoring.gradescope
     ASSIGNMENT.yaml       the full rubric (hidden items too), its paths pointing inside the zip
     reference/ checkpoints/ data/   the reference solution, instructor checkpoints, test set
@@ -15,6 +16,11 @@ Gradescope unpacks the zip into /autograder/source, puts the student's files in
 from $AUTOGRADER_ROOT (default /autograder), so a test can run the same script on a
 simulated tree.  results.json is always written: a grader failure scores zero with a
 message, never a missing file (which Gradescope shows as a broken autograder).
+
+Students' code runs inside bubblewrap or not at all: where the image cannot start it, every
+submission gets results.json with REFUSED_MESSAGE and no score from its code, unless the
+zip was made with --unsafe-no-isolation (run_autograder then passes it on, and the
+container is the only boundary).
 """
 
 from __future__ import annotations
@@ -47,6 +53,11 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_BREAK_SYSTEM_PACKAGES=1  # the image'
 if ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq python3-pip
 fi
+# bubblewrap: the OS sandbox every submission runs in.  Without it the autograder refuses to grade.
+if ! command -v bwrap >/dev/null 2>&1; then
+    (apt-get update -qq && apt-get install -y -qq bubblewrap) \
+        || echo "warning: bubblewrap could not be installed: the autograder will refuse every submission" >&2
+fi
 # torch: the image's own when it has one; else the pair grader is tested with, CPU build first.
 if ! "$PYTHON" -c "import torch, torchvision" >/dev/null 2>&1; then
     "$PYTHON" -m pip install -q {torch} --index-url https://download.pytorch.org/whl/cpu \\
@@ -56,22 +67,29 @@ fi
 # (offline), else from the package index.
 "$PYTHON" -m pip install -q --find-links "$HERE/wheels" "$HERE"/wheels/{wheel}
 "$PYTHON" -c "import grader.authoring.gradescope" && echo "grader installed"
+"$PYTHON" -c "from grader.sandbox.boundary import available; ok, why = available(); \
+print('OS sandbox: bubblewrap' if ok else 'OS sandbox: NOT AVAILABLE (' + why + '): submissions will be refused')"
 """
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
 # Gradescope runs this for every submission.  AUTOGRADER_ROOT points it at another tree (tests).
 ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
 exec "${{GRADER_PYTHON:-python3}}" -m grader.authoring.gradescope --root "$ROOT" \\
-    --rubric "$ROOT/source/{rubric}"
+    --rubric "$ROOT/source/{rubric}"{unsafe}
 """
+REFUSED_MESSAGE = ("The autograder could not grade this submission: it runs students' code only inside its OS "
+                   "sandbox (bubblewrap), which this autograder's image cannot start ({why}). Nothing of your "
+                   "code was run and this is not your grade: your instructor must fix the autograder.")
 
 
 # -- the zip -------------------------------------------------------------------------
 
 
-def autograder(rubric: Rubric, out: Path, *, checkpoint_dirs: list[Path] = (), data_dir: Path | None = None
-               ) -> tuple[Bundle, list[str]]:
-    """Write the autograder zip; returns it and notes for the instructor (what is missing)."""
+def autograder(rubric: Rubric, out: Path, *, checkpoint_dirs: list[Path] = (), data_dir: Path | None = None,
+               unsafe_no_isolation: bool = False) -> tuple[Bundle, list[str]]:
+    """Write the autograder zip; returns it and notes for the instructor (what is missing).
+
+    unsafe_no_isolation: grade even where the image cannot start bubblewrap (said in a note)."""
     reference = rubric.reference_dir()
     if reference is None or not reference.is_dir():
         raise BundleError(f"the reference solution of {rubric.assignment} is not there "
@@ -100,7 +118,11 @@ def autograder(rubric: Rubric, out: Path, *, checkpoint_dirs: list[Path] = (), d
     wheel_name, wheel = build_wheel()
     members[f"wheels/{wheel_name}"] = wheel
     members["setup.sh"] = SETUP_SH.format(torch=TORCH_PAIR, wheel=wheel_name).encode()
-    members["run_autograder"] = RUN_AUTOGRADER.format(rubric=rubric_name).encode()
+    members["run_autograder"] = RUN_AUTOGRADER.format(
+        rubric=rubric_name, unsafe=" --unsafe-no-isolation" if unsafe_no_isolation else "").encode()
+    if unsafe_no_isolation:
+        notes.append("--unsafe-no-isolation: where Gradescope's image cannot start bubblewrap, students' code runs "
+                     "with Gradescope's container as its only boundary")
     return write_zip(Path(out), members, executable=("setup.sh", "run_autograder")), notes
 
 
@@ -214,7 +236,8 @@ def results(rubric: Rubric, report, device: str | None = None) -> dict:
     from grader.batch.class_report import provenance
 
     data = report.to_gradescope()
-    data["extra_data"] = {"provenance": provenance(rubric, device)}  # which rubric and grader, for the instructor
+    # which rubric, grader and OS boundary, for the instructor
+    data["extra_data"] = {**data.get("extra_data", {}), "provenance": provenance(rubric, device)}
     data["output"] = "\n".join(report.notes) or f"Graded by grader: {report.score:g} of {report.max_score:g} points."
     data["visibility"] = "visible"
     data["stdout_visibility"] = "hidden"  # the grader's log is for the instructor
@@ -230,13 +253,19 @@ def failed_run(why: str, seconds: float) -> dict:
             "tests": []}
 
 
-def run(root: Path, rubric_path: Path) -> dict:
+def run(root: Path, rubric_path: Path, unsafe_no_isolation: bool = False) -> dict:
     """Grade root/submission with the rubric; write root/results/results.json; return it."""
+    from grader.sandbox.fail_closed import BoundaryLost, IsolationRefused
+
     started = time.monotonic()
     target = root / "results" / "results.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        data = _grade(root, rubric_path)
+        data = _grade(root, rubric_path, unsafe_no_isolation)
+    except (IsolationRefused, BoundaryLost) as e:  # no OS sandbox: refused, said plainly, nothing ran
+        print(f"refused: {e}", flush=True)
+        data = failed_run("", time.monotonic() - started)
+        data["output"] = REFUSED_MESSAGE.format(why=e.why)
     except Exception as e:  # the grader's own failure: the student sees a message, the log the traceback
         traceback.print_exc()
         data = failed_run(f"{type(e).__name__}: {e}", time.monotonic() - started)
@@ -244,7 +273,7 @@ def run(root: Path, rubric_path: Path) -> dict:
     return data
 
 
-def _grade(root: Path, rubric_path: Path) -> dict:
+def _grade(root: Path, rubric_path: Path, unsafe_no_isolation: bool = False) -> dict:
     from grader import grading
     from grader.device import resolve
     from grader.options import Options
@@ -254,7 +283,7 @@ def _grade(root: Path, rubric_path: Path) -> dict:
     source = rubric_path.parent
     data = source / "data"
     options = Options(device=resolve("auto"), checkpoint_dirs=[source / "checkpoints"],
-                      data_dir=str(data) if data.is_dir() else None)
+                      data_dir=str(data) if data.is_dir() else None, unsafe_no_isolation=unsafe_no_isolation)
     folder = submission_folder(root / "submission", list(rubric.files))
     print(f"grading {folder} with {rubric_path} on {options.device}", flush=True)
     report = grading.grade(folder, rubric, options, student_id="submission")
@@ -268,8 +297,10 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Grade a Gradescope submission (what run_autograder does).")
     parser.add_argument("--root", type=Path, default=Path(os.environ.get("AUTOGRADER_ROOT", "/autograder")))
     parser.add_argument("--rubric", type=Path, required=True)
+    parser.add_argument("--unsafe-no-isolation", action="store_true",
+                        help="grade even where bubblewrap cannot start (the container is the only boundary)")
     args = parser.parse_args(argv)
-    data = run(args.root, args.rubric)
+    data = run(args.root, args.rubric, args.unsafe_no_isolation)
     print(f"score {data['score']:g}; results in {args.root / 'results' / 'results.json'}")
     return 0
 

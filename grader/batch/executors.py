@@ -9,6 +9,9 @@ reports events back to the batch:
     ("queue", None, text)   a cluster's queue has changed: "Slurm: 3 queued, 2 running, 5 done, 0 failed"
     ("note", None, text)    something the instructor should know (data staged, jobs adopted, a retry)
 
+on_event may raise StopBatch: the executor then ends its running jobs, submits no more, and
+lets it propagate.
+
 LocalPool runs jobs in a pool of worker processes on this machine;
 grader.batch.slurm.SlurmExecutor runs each on a Slurm cluster, with the same `run(jobs, on_event)`.
 """
@@ -34,6 +37,12 @@ OnEvent = Callable[[str, Job | None, object], None]
 
 class ExecutorError(GraderError):
     """The executor cannot run the batch at all (a cluster refused the jobs); the message says why."""
+
+
+class StopBatch(GraderError):
+    """Raised by a batch's on_event to end the run: the executor stops what is running (those
+    students stay ungraded) and starts nothing more.  The batch raises it when a student could
+    not be graded inside the OS sandbox (grader.sandbox.fail_closed)."""
 
 
 class Executor(Protocol):

@@ -188,6 +188,7 @@ def feedback(report: GradeReport, title: str, record: dict) -> str:
         tail = shown(output[-3000:], keep_newlines=True).splitlines()[-30:]
         lines += ["## What your code printed (last lines)", "", fence(tail), *tail, fence(tail), ""]
     lines += provenance_footer(record)
+    lines += [f"*OS boundary: {_md(report.boundary)}.*", ""]
     return "\n".join(lines)
 
 
@@ -265,6 +266,8 @@ class Summary:
     mean: float = 0.0
     median: float = 0.0
     isolation: dict[str, list[str]] = field(default_factory=dict)
+    boundaries: dict[str, list[str]] = field(default_factory=dict)  # OS boundary -> students graded in it
+    stopped: str | None = None  # why the batch refused its remaining students (the sandbox was lost)
     warnings: list[str] = field(default_factory=list)
     reused: list[tuple[str, str, str, str]] = field(default_factory=list)  # (student, item, from whom, how)
     lookups: list[tuple[str, str, str]] = field(default_factory=list)  # (student, item, the numbers)
@@ -296,6 +299,7 @@ def summarize(assignment: str, items: list[tuple[str, str, float]], records: lis
         timings.append((record["student"], float(record.get("seconds") or report.seconds)))
         for key, value in (report.isolation or {}).items():
             isolation.setdefault(key, set()).add(str(value))
+        summary.boundaries.setdefault(report.boundary, []).append(record["student"])
         for r in report.results:
             if (r.extra or {}).get("reused_from"):
                 summary.reused.append((record["student"], r.id, r.extra["reused_from"], r.extra.get("reuse", "")))
@@ -322,7 +326,7 @@ def summarize(assignment: str, items: list[tuple[str, str, float]], records: lis
         summary.median = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
     summary.failures = dict(sorted(summary.failures.items(), key=lambda kv: -len(kv[1])))
     summary.isolation = {k: sorted(v) for k, v in isolation.items()}
-    summary.warnings = isolation_warnings(summary.isolation)
+    summary.warnings = boundary_warnings(summary.boundaries) + isolation_warnings(summary.isolation)
     return summary
 
 
@@ -334,6 +338,26 @@ def histogram(scores: list[float], max_score: float, bins: int = 10) -> list[tup
         counts[min(bins - 1, int(fraction * bins + 1e-9))] += 1
     width = max_score / bins
     return [(f"{number(i * width)}-{number((i + 1) * width)}", counts[i]) for i in range(bins)]
+
+
+def boundary_warnings(boundaries: dict[str, list[str]]) -> list[str]:
+    """Students whose code ran without the OS sandbox (only ever with --unsafe-no-isolation)."""
+    return [f"{len(students)} student{'s' * (len(students) != 1)} graded WITHOUT OS isolation "
+            f"(--unsafe-no-isolation): {', '.join(students[:10])}{' ...' if len(students) > 10 else ''}"
+            for boundary, students in boundaries.items() if boundary.startswith("NONE")]
+
+
+def boundary_line(s: "Summary") -> str:
+    """'OS boundary: bubblewrap sandbox (12 students)': which boundary graded the class."""
+    parts = [f"{name} ({len(students)} student{'s' * (len(students) != 1)})"
+             for name, students in s.boundaries.items()]
+    return "OS boundary: " + ("; ".join(parts) if parts else "no student code ran")
+
+
+def stopped_text(s: "Summary") -> str:
+    waiting = s.students - s.graded - len(s.errors)
+    return (f"STOPPED: {s.stopped}. The batch refused the {waiting} remaining student{'s' * (waiting != 1)} "
+            "rather than grade them without isolation; fix bubblewrap and rerun the same command")
 
 
 def isolation_warnings(isolation: dict[str, list[str]]) -> list[str]:
@@ -357,6 +381,9 @@ def summary_markdown(s: Summary) -> str:
                  f"Maximum {number(s.max_score)} points; "
                  f"mean {number(round(s.mean, 2))}, median {number(round(s.median, 2))}.")
     lines.append("")
+    if s.stopped:
+        lines += [f"> **{_md(stopped_text(s))}.**", ""]
+    lines += [_md(boundary_line(s)), ""]
     for w in s.warnings:
         lines += [f"> **Warning:** {_md(w)}", ""]
     if s.isolation:
@@ -422,6 +449,9 @@ def show_summary(s: Summary, console: Console) -> None:
     text = (lambda t: shown(t)) if plain else (lambda t: escape(shown(t)))  # a student's '[red]' stays as it is
     say(f"{text(s.assignment)}: {s.graded}/{s.students} students graded ({s.regraded} in this run), "
         f"mean {number(round(s.mean, 2))}/{number(s.max_score)}, median {number(round(s.median, 2))}")
+    if s.stopped:
+        say(f"error: {stopped_text(s)}" if plain else f"[red]error:[/] {escape(stopped_text(s))}")
+    say(boundary_line(s) if plain else escape(boundary_line(s)))
     for w in s.warnings:
         say(f"warning: {w}" if plain else f"[yellow]warning:[/] {escape(w)}")
     if plain:

@@ -30,6 +30,7 @@ from grader.results import FAILED, GradeReport, ItemResult
 from grader.reuse import Reuse
 from grader.rubric import Rubric
 from grader.rubric import load as load_rubric
+from grader.sandbox import fail_closed
 
 
 @dataclass
@@ -95,11 +96,15 @@ def run_job(job: dict | Job, on_progress: Callable[[str], None] | None = None) -
             report = grading.grade(Path(job.folder), rubric, options, items=job.items, threads=job.threads,
                                    on_progress=on_progress, private_paths=[Path(p) for p in job.private],
                                    reuse=reuse, student_id=job.student)
+    except (fail_closed.IsolationRefused, fail_closed.BoundaryLost) as e:
+        # No OS sandbox for this student: not graded (no zero, no feedback), and the batch stops.
+        record.update(status=gradebook.NOT_GRADED, error=f"not graded: {e}", isolation_refused=True)
     except Exception as e:  # the grader's own failure: reported, and retried by the next run
         record.update(status=gradebook.NOT_GRADED, error=f"internal grader error: {type(e).__name__}: {e}")
     record["seconds"] = round(time.monotonic() - started, 3)
     record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     record["report"] = report.to_dict() if report is not None else None
+    record["boundary"] = report.boundary if report is not None else "no student code ran"
     gradebook.write_student(Path(job.out), record, report, rubric.title)
     return record
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from grader import atomic, checkpoints, datasets, fingerprint
 from grader.batch import class_report, duplicates, gradebook, intake, records, scoring, submissions
-from grader.batch.executors import Executor, LocalPool
+from grader.batch.executors import Executor, LocalPool, StopBatch
 from grader.batch.job import Job, hard_limit_s
 from grader.batch.unpack import UnpackLimits
 from grader.options import Options
@@ -72,6 +72,7 @@ class BatchResult:
     records: list[dict]
     summary: gradebook.Summary
     interrupted: bool = False
+    stopped: str | None = None  # why the remaining students were refused (no OS sandbox)
     leaderboard: list[str] = field(default_factory=list)  # the challenge's top N, late work, adjustments
 
 
@@ -272,6 +273,7 @@ def run(config: BatchConfig, display: Display | None = None, executor: Executor 
     records = {student: scorer.finish(record, fresh=student not in the_plan.stale, info=infos.get(student))
                for student, record in the_plan.records.items()}
     graded_now: set[str] = set()
+    stopped: list[str] = []  # the reason a student could not be graded inside the OS sandbox
 
     def write_gradebook() -> None:
         ordered = sorted(records.values(), key=lambda r: order.get(r["student"], len(order)))
@@ -302,6 +304,9 @@ def run(config: BatchConfig, display: Display | None = None, executor: Executor 
             graded_now.add(job.student)
             write_gradebook()
             display.finished(record)
+            if record.get("isolation_refused"):  # fail closed: no one else is graded without the sandbox
+                stopped.append(f"{job.student} could not be graded inside the OS sandbox: {record.get('error')}")
+                raise StopBatch(stopped[0])
 
     interrupted = False
     try:
@@ -309,6 +314,8 @@ def run(config: BatchConfig, display: Display | None = None, executor: Executor 
             (executor or LocalPool(the_plan.workers)).run(the_plan.jobs, on_event)
     except KeyboardInterrupt:
         interrupted = True
+    except StopBatch:
+        pass  # said in summary.md and on the console (summary.stopped)
     finally:
         display.close()
     write_gradebook()  # again: an interrupt may have come between a record and its row
@@ -320,10 +327,11 @@ def run(config: BatchConfig, display: Display | None = None, executor: Executor 
     summary.duplicates = len(the_plan.duplicates.groups)
     summary.instructor_copies = the_plan.duplicates.instructor_copies
     summary.intake = _intake_notes(the_plan)
+    summary.stopped = stopped[0] if stopped else None
     atomic.write_text(out / "summary.md", gradebook.summary_markdown(summary) + "\n".join(
         scoring.summary_sections(scorer, ordered)))
     class_report.write(out, rubric=the_plan.rubric, device=config.options.device)
-    return BatchResult(the_plan, ordered, summary, interrupted,
+    return BatchResult(the_plan, ordered, summary, interrupted, summary.stopped,
                        leaderboard=scoring.terminal_lines(scorer, ordered))
 
 

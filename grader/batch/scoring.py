@@ -184,8 +184,8 @@ def write(out: Path, record: dict, report: GradeReport, rubric) -> None:
     board = leaderboard_entries(rubric, report)
     if board:
         results["leaderboard"] = board
-    results["extra_data"] = {"provenance": record.get("provenance"), "late": record.get("late"),
-                             "adjustments": record.get("adjustments")}
+    results["extra_data"] = {**results.get("extra_data", {}), "provenance": record.get("provenance"),
+                             "late": record.get("late"), "adjustments": record.get("adjustments")}
     atomic.write_text(folder / "results.json", json.dumps(results, indent=2) + "\n")
     atomic.write_text(folder / "feedback.md", gradebook.feedback(report, rubric.title, record))
     atomic.write_text(folder / "record.json", json.dumps(record, indent=1) + "\n")

@@ -41,7 +41,7 @@ from typing import NamedTuple
 
 from grader import atomic
 from grader.batch import staging
-from grader.batch.executors import ExecutorError, OnEvent
+from grader.batch.executors import ExecutorError, OnEvent, StopBatch
 from grader.batch.job import Job, hard_limit_s, run_job
 
 RETRIES = 1  # a job that ends without a result is submitted once more
@@ -194,7 +194,7 @@ class SlurmExecutor:
         try:
             self._submit(fresh, 1)
             self._watch(on_event)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, StopBatch):  # StopBatch: a node could not isolate a student
             self._cancel(on_event)
             raise
 
@@ -358,7 +358,7 @@ class SlurmExecutor:
                                 f"{self.failed} failed")
 
     def _cancel(self, on_event: OnEvent) -> None:
-        """Ctrl-C: the batch's jobs leave the cluster; what finished stays in OUT."""
+        """Ctrl-C or StopBatch: the batch's jobs leave the cluster; what finished stays in OUT."""
         ids = [t.job_id for t in self.tasks.values() if t.job_id]
         dropped = list(self.tasks)
         if self.submitting:  # interrupted inside sbatch: the array may exist, under its name

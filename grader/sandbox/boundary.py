@@ -16,7 +16,6 @@ students at once: each StudentProcess leases one (see `lease`).
 from __future__ import annotations
 
 import atexit
-import glob
 import json
 import os
 import shutil
@@ -29,6 +28,7 @@ import time
 from pathlib import Path
 
 from grader.errors import GraderError
+from grader.sandbox import gpu
 
 INSIDE = "/submission"  # the student's folder inside: the same for everyone
 NOBODY = 65534
@@ -51,6 +51,13 @@ def available() -> tuple[bool, str]:
     global _available
     if _available is None:
         _available = _probe()
+    return _available
+
+
+def probe_again() -> tuple[bool, str]:
+    """available(), tried now rather than remembered: bubblewrap may have broken since."""
+    global _available
+    _available = _probe()
     return _available
 
 
@@ -187,10 +194,7 @@ class Sandbox:
             args += ["--tmpfs", str(package / "data")]  # the labelled CIFAR-10 sample: never inside
         for path in self.binds:
             args += ["--ro-bind", path, path]
-        if self.device.startswith("cuda"):
-            for node in sorted(glob.glob("/dev/nvidia*")):
-                args += ["--dev-bind", node, node]
-            args += ["--ro-bind-try", "/sys", "/sys"]
+        args += gpu.bwrap_args(bound=roots) if self.device.startswith("cuda") else []  # nodes, driver libraries
         args += ["--bind", self.workdir, INSIDE, "--chdir", INSIDE, "--clearenv",
                  "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", "/tmp"]
         for name in _ENV_KEEP:

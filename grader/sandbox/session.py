@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from grader.errors import GraderError
-from grader.sandbox import boundary, protocol
+from grader.sandbox import boundary, fail_closed, protocol
 from grader.sandbox.children import LocalChild, SandboxedChild, main_module_hidden  # noqa: F401
 from grader.sandbox.guard import system_read_roots
 from grader.sandbox.worker import WorkerConfig
@@ -126,7 +126,7 @@ class StudentProcess:
     def __init__(self, files: dict[str, Path], limits: Limits, *, readable: list[str] = (),
                  device: str = "cpu", threads: int = 1, on_note: Callable[[str], None] | None = None,
                  deadline: float | None = None, private: list[str] = (),
-                 notebook: dict | None = None, own_folder: Path | None = None):
+                 notebook: dict | None = None, own_folder: Path | None = None, allow_unisolated: bool = False):
         self.files = dict(files)
         self.private = [os.path.realpath(p) for p in private]  # kept from the student even inside read roots
         self.deadline = deadline  # time.monotonic() by which the whole submission must be done
@@ -145,6 +145,8 @@ class StudentProcess:
         self.hang_sites: dict[tuple[str, int], StudentFailure] = {}  # where an operation timed out
         self.current_item: str | None = None  # the rubric item being graded, for messages
         self.sandboxed = isolated()
+        if not self.sandboxed and not allow_unisolated:  # fail closed (grader.sandbox.fail_closed)
+            raise fail_closed.IsolationRefused(boundary.available()[1])
         self._loaded: dict[str, dict] = {}
         self._child = None
         self._channel: protocol.Channel | None = None
@@ -191,6 +193,7 @@ class StudentProcess:
                 self._child = SandboxedChild(copied, binds + caches, self.device,
                                              lambda workdir: self._config(workdir, binds, caches))
             except boundary.SandboxLost as e:
+                fail_closed.check_still_works(e)  # bubblewrap broke: BoundaryLost, never a zero
                 raise StudentFailure("crash", f"the sandbox could not start: {e}") from None
         else:
             self._child = LocalChild(copied, lambda workdir: self._config(workdir, binds, caches))
