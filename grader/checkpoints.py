@@ -9,6 +9,7 @@ is refused, never executed.
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 from collections import OrderedDict
@@ -25,25 +26,26 @@ class CheckpointRefused(GraderError):
     """The file is not a checkpoint we can read safely; the message says why and what to do."""
 
 
-def read_state_dict(path: str) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """The tensors in a checkpoint file, plus notes on how they were found."""
+def read_state_dict(path: str, data: bytes | None = None) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The tensors in a checkpoint file, plus notes on how they were found.  `data`: the file's
+    bytes when the grader sent them (the handed-in file, whatever the student's code left at `path`)."""
     notes: list[str] = []
     name = os.path.basename(path)
     if path.endswith(".safetensors"):
         from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        from safetensors.torch import load, load_file
 
         try:
-            obj = load_file(path, device="cpu")
+            obj = load(data) if data is not None else load_file(path, device="cpu")
         except (SafetensorError, OSError, ValueError) as e:
             raise CheckpointRefused(f"{name} is not a readable .safetensors file: {e}") from None
     else:
-        not_one = _not_a_checkpoint(path)
+        not_one = _not_a_checkpoint(path, data)
         if not_one:
             raise CheckpointRefused(f"{name} is not a checkpoint ({not_one}); save one with "
                                     "torch.save(model.state_dict(), PATH)")
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = torch.load(io.BytesIO(data) if data is not None else path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
             detail = str(e).strip().splitlines()
             culprit = next((line.strip() for line in detail if "GLOBAL" in line), None)
@@ -59,15 +61,18 @@ def read_state_dict(path: str) -> tuple[dict[str, torch.Tensor], list[str]]:
     return _strip_prefixes(state, notes), notes
 
 
-def _not_a_checkpoint(path: str) -> str | None:
+def _not_a_checkpoint(path: str, data: bytes | None = None) -> str | None:
     """Why a file cannot be a torch.save file at all, before calling it pickled data: torch.save
     writes a zip (since PyTorch 1.6) or, in the legacy format, a pickle (protocol 2+ starts
     with 0x80)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(512)
-    except OSError as e:
-        return f"cannot be read: {e.strerror or e}"
+    if data is not None:
+        head = data[:512]
+    else:
+        try:
+            with open(path, "rb") as f:
+                head = f.read(512)
+        except OSError as e:
+            return f"cannot be read: {e.strerror or e}"
     if not head:
         return "the file is empty"
     if head.startswith(b"PK") or head[0] == 0x80:
