@@ -35,7 +35,7 @@ from pydantic import Field, field_validator
 from grader import atomic
 from grader import checkpoints as ckpt
 from grader import evaluate, probe, training
-from grader.checks.base import Context, ItemBase, NotGradable, Target, Verdict
+from grader.checks.base import Context, Incomplete, ItemBase, NotGradable, Target, Verdict
 from grader.datasets import DataNotFound, DataSpec, wilson_interval
 
 TAKES_SECTIONS = True
@@ -96,14 +96,15 @@ def run(item: Item, ctx: Context) -> Verdict:
         raise NotGradable(f"checkpoint {item.checkpoint} not found: put it in the submission folder "
                           f"({ctx.submission}) or pass --checkpoints DIR")
     if trains and path is None and not ctx.options.train_if_missing:
-        raise NotGradable(f"no {item.checkpoint or 'checkpoint'} in the submission and training is off: hand in "
-                          f"the trained weights, or run `grader train {ctx.submission} --item {item.id}`")
+        name = item.checkpoint or "checkpoint"
+        raise Incomplete(f"no {name} in the submission and training is off: hand in the trained weights, or run "
+                         f"`grader train {ctx.submission} --item {item.id}`", f"{name} missing (see grader train)")
     built = build(item, ctx, recipe if trains else None)
     data = ctx.load_data(spec)
     notes: list[str] = []
     if path is not None:
         fit = ctx.student.call("load_state", handle=built["handle"], checkpoint=str(path.resolve()),
-                               timeout=ctx.timeout(item))
+                               data=handed_in_bytes(ctx, path), timeout=ctx.timeout(item))
         if fit.get("refused"):
             ctx.release(built)
             return Verdict.zero(f"checkpoint refused: {fit['refused']}", extra={"failure": "checkpoint"})
@@ -137,6 +138,17 @@ def run(item: Item, ctx: Context) -> Verdict:
         if trained["result"]["stopped_by_budget"]:
             verdict.message += budget_note(verdict.extra["training"])
     return verdict
+
+
+def handed_in_bytes(ctx: Context, path: Path):
+    """The bytes of a checkpoint the student handed in, for the student's process to read: its
+    copy in the student's folder is the notebook's to overwrite (a challenge cell ending in
+    torch.save(..., 'challenge.pt') runs while grading, its training does not).  None for the
+    instructor's checkpoints, read where they are (read-only)."""
+    if not path.resolve().is_relative_to(Path(ctx.submission).resolve()):
+        return None
+    data = bytearray(path.read_bytes())
+    return torch.frombuffer(data, dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
 
 
 def budget_note(training: dict) -> str:
