@@ -55,7 +55,7 @@ def trace(model: torch.nn.Module):
     try:
         yield
     except BaseException as e:
-        if running and names:
+        if running and names and _about_shapes(e):
             try:
                 setattr(e, _ATTR, _describe(running[-1], finished, names, str(e)))
             except (AttributeError, TypeError):  # an exception type without attributes
@@ -66,17 +66,23 @@ def trace(model: torch.nn.Module):
             hook.remove()
 
 
+def _about_shapes(e: BaseException) -> bool:
+    """Errors of what a layer was given (shapes, sizes, dtypes): not the student's own raise
+    NotImplementedError, whose message already says where."""
+    return isinstance(e, (RuntimeError, ValueError, IndexError)) and not isinstance(e, NotImplementedError)
+
+
 def _describe(failing, finished, names: dict[int, str], message: str) -> str | None:
     module, shape_in = failing
     path = names.get(id(module))
-    if path is None:
+    culprit = _wrong_size(module, finished, names, message) if path is not None else None
+    if path is None or (path == "" and not culprit):  # "in the model" alone says nothing new
         return None
     kind = type(module).__name__
     where = (f"in the model ({kind})" if not path else f"in layer {path} ({kind})" if path[0].isdigit()
              else f"in {path} ({kind})")
     if shape_in:
         where += f", whose input is {_text(shape_in)}"
-    culprit = _wrong_size(module, finished, names, message)
     return f"{where}; {culprit}" if culprit else where
 
 

@@ -27,7 +27,7 @@ def partial_source(source: str, filename: str) -> tuple[str, list[dict]] | None:
             compile(text, filename, "exec", dont_inherit=True)
             return (text, broken) if broken else None
         except SyntaxError as e:
-            span = _statement_at(lines, e.lineno or len(lines))
+            span = _statement_at(lines, e.lineno) if e.lineno else None  # no line: not a blank to leave out
             if span is None:
                 return None
             start, end = span
@@ -35,6 +35,8 @@ def partial_source(source: str, filename: str) -> tuple[str, list[dict]] | None:
             broken.append({"names": names, "line": e.lineno, "message": f"SyntaxError: {e.msg}",
                            "code": (e.text or "").rstrip() or None, "start": start + 1})
             lines[start:end] = [""] * (end - start)
+        except (ValueError, RecursionError, MemoryError):  # null bytes, nesting too deep: not for us to mend
+            return None
     return None
 
 

@@ -183,7 +183,7 @@ class Worker:
             if not hasattr(obj, part):
                 broken = broken_name(module, part) if obj is module else None
                 if broken:  # its statement did not parse: that error, not "not defined"
-                    raise StudentError({**broken, "message": f"{broken['message']} (in {name}, which did not parse)"})
+                    raise StudentError(broken)
                 run = notebook.notebook_run(module)
                 message = run.missing(name) if run is not None else f"{file} does not define {name}"
                 raise StudentError({"kind": "missing", "file": file, "message": message})
