@@ -115,7 +115,13 @@ def run(item: Item, ctx: Context) -> Verdict:
         notes = fit.get("notes", [])
     trained = None
     if trains:
-        trained = train(item, ctx, built, recipe, on_progress=lambda p: ctx.progress(progress_text(item.id, p)))
+        try:
+            trained = train(item, ctx, built, recipe, on_progress=lambda p: ctx.progress(progress_text(item.id, p)))
+        except NotGradable as e:
+            ctx.release(built)
+            if path is None and item.checkpoint:  # not trained here, and not handed in: incomplete
+                raise Incomplete(str(e), f"{item.checkpoint} missing (see grader train)") from None
+            raise
         notes += trained["notes"]
     # A trained model is the student's own: only a checkpoint used as it is can match the reference.
     try:
