@@ -148,6 +148,14 @@ def test_a_missing_challenge_checkpoint_is_incomplete_and_exits_1(tmp_path, basi
     assert "incomplete: challenge.pt missing (see grader train)" in report.to_gradescope()["output"]
 
 
+def test_a_missing_checkpoint_that_cannot_be_trained_here_is_incomplete_too(tmp_path, basics):
+    folder = variant(tmp_path / "sub")  # no challenge.pt; training is on, but the tests have no training images
+    report = grading.grade(folder, basics, Options(), items=["challenge.accuracy"])
+    [challenge] = report.results
+    assert challenge.status == "skipped" and "training images" in challenge.message, challenge.message
+    assert report.incomplete == ["challenge.pt missing (see grader train)"] and not report.all_passed
+
+
 def test_two_candidate_notebooks_are_an_error_naming_both(tmp_path, basics):
     folder = variant(tmp_path / "sub")
     (folder / "PyTorch (1).ipynb").write_bytes((folder / "PyTorch.ipynb").read_bytes())
@@ -205,3 +213,14 @@ def test_an_unknown_question_is_refused_before_the_notebook_is_saved(tmp_path, m
     monkeypatch.setattr(notebook_session, "save", lambda found, wait_s=5.0: saved.append(found) or "saved")
     result = in_notebook.check("q9", notebook=str(folder / "PyTorch.ipynb"), show=False)
     assert result.error and "no item or section 'q9'" in result.error and saved == []
+
+
+def test_only_the_statements_that_do_not_parse_are_left_out_and_lines_keep_their_numbers():
+    from grader.sandbox.partial_import import partial_source
+
+    source = "import os\ndef f(:\n    pass\nclass A:\n    x = (\n\ny = 2\n"
+    text, broken = partial_source(source, "f.py")
+    assert text.splitlines()[6] == "y = 2" and "import os" in text and "def f" not in text and "class A" not in text
+    assert [(b["names"], b["line"]) for b in broken] == [(["f"], 2), (["A"], 5)]
+    assert partial_source("x = 1\n", "f.py") is None  # nothing to leave out
+    assert partial_source("x = 1\n\x00\n", "f.py") is None  # not a blank: the error stands
