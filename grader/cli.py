@@ -27,6 +27,7 @@ from grader.errors import GraderError
 from grader.options import Options, Precision
 from grader.rubric import RubricError
 from grader.rubric import find as assignments
+from grader.rubric import questions
 
 
 class _App(typer.Typer):
@@ -63,7 +64,8 @@ CheckpointsOpt = Annotated[list[Path], typer.Option("--checkpoints", "-c", help=
 DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="folder with CIFAR-10 or image folders "
                                                     "(default: $GRADER_DATA_DIR, then the user cache)")]
 DownloadOpt = Annotated[bool, typer.Option("--download", help="download CIFAR-10 with torchvision if missing")]
-ItemsOpt = Annotated[Optional[str], typer.Option("--items", help="comma-separated item ids to grade")]
+ItemsOpt = Annotated[Optional[str], typer.Option("--items", help="comma-separated item ids to grade, or "
+                                                 "questions as the handout numbers them (q6, 'Question 6', 6)")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps")]
 PrecisionOpt = Annotated[Precision, typer.Option("--precision", help="number format for evaluation")]
 BatchSizeOpt = Annotated[Optional[int], typer.Option("--batch-size", help="evaluation batch size")]
@@ -169,6 +171,8 @@ def _item_ids(items: Optional[str], rubric_obj) -> Optional[list[str]]:
     import difflib
 
     selected = [i.strip() for i in items.split(",") if i.strip()] if items else None
+    if selected:  # q6, "Question 6" and 6 name the items of Question 6
+        selected = questions.resolve(rubric_obj.items, selected)
     known = [i.id for i in rubric_obj.items]
     for wrong in [i for i in selected or [] if i not in known]:
         close = difflib.get_close_matches(wrong, known, n=3, cutoff=0.5)

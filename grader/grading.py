@@ -20,7 +20,8 @@ from typing import Callable
 
 from grader import checkpoints, datasets, links
 from grader.checks import KINDS
-from grader.checks.base import Context, NotGradable, Verdict
+from grader.checks.base import Context, Incomplete, NotGradable, Verdict
+from grader.errors import GraderError
 from grader.options import Options
 from grader.reference import Reference, ReferenceUnavailable
 from grader.reuse import Reuse
@@ -98,13 +99,14 @@ def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, i
         problems += _failed_cells(student.load_results)
         if not student.sandboxed:
             student_notes.append(unisolated_note())
-        cell_notes = _notebook_notes(student.load_results)
+        cell_notes = _notebook_notes(student.load_results) + overwritten_notes(
+            student.load_results, handed_in_names(files, readable, Path(submission)))
 
     # 5. Scores and the report.
     notes = renamed + _link_notes(Path(submission)) + _notes(rubric, reference, selected) + cell_notes + student_notes
     report = GradeReport(assignment=rubric.assignment, submission=str(submission), results=results,
                          seconds=time.monotonic() - started, isolation=isolation, notes=notes, output=output,
-                         problems=problems)
+                         problems=problems, incomplete=incomplete(results, problems))
     if keys and _reusable_report(report, cell_notes + student_notes,
                                  _student_marks(submission, student_id, _renamed_from(files, renamed))):
         reuse.put(keys, {"results": [asdict(r) for r in results], "process_notes": cell_notes + student_notes,
@@ -238,9 +240,10 @@ def _reused_report(earlier: dict, rubric: Rubric, reference, selected, renamed: 
         if on_item:
             on_item(result)
     notes = renamed + _link_notes(Path(submission)) + _notes(rubric, reference, selected) + list(earlier["process_notes"])
+    problems = list(earlier.get("problems") or [])
     return GradeReport(assignment=rubric.assignment, submission=str(submission), results=results,
                        isolation=earlier["isolation"], notes=notes, output=earlier["output"],
-                       problems=list(earlier.get("problems") or []))
+                       problems=problems, incomplete=incomplete(results, problems))
 
 
 def _run_item(item, context: Context) -> ItemResult:
@@ -256,6 +259,8 @@ def _run_item(item, context: Context) -> ItemResult:
         if getattr(failure, "trace", None):
             extra["trace"] = failure.trace  # shown by --verbose
         verdict = Verdict.zero(failure.message, where=failure.where() or None, details=details, extra=extra)
+    except Incomplete as e:
+        verdict = Verdict.skipped(str(e), extra={"incomplete": e.missing})
     except (NotGradable, datasets.DataNotFound) as e:
         verdict = Verdict.skipped(str(e))
     except ReferenceUnavailable as e:
@@ -297,16 +302,38 @@ def _link_notes(folder: Path) -> list[str]:
     return links.notes(links.symlinks(folder))
 
 
+class AmbiguousNotebook(GraderError):
+    """Several notebooks of a submission could be the one the rubric names: which one is
+    the student's answer is theirs to say, never guessed (the stale one would be graded)."""
+
+
 def notebook_by_course_name(files: dict[str, Path], rubric: Rubric) -> tuple[dict[str, Path], list[str]]:
     """Students rename notebooks ("PyTorch (1).ipynb", "HW05_2021.ipynb"): the only notebook of a
-    submission stands for the only notebook the rubric names."""
+    submission (or its only copy of the course's notebook) stands for the only notebook the rubric
+    names.  Two candidates are an error: grading the wrong one would be a wrong grade."""
     expected = [f for f in rubric.files if f.endswith(".ipynb")]
     handed = [f for f in files if f.endswith(".ipynb") and "/" not in f]
-    if len(expected) != 1 or expected[0] in files or len(handed) != 1:
+    if len(expected) != 1 or not handed:
+        return files, []
+    candidates = [f for f in handed if f == expected[0] or _same_stem(f, expected[0])]
+    if expected[0] not in files and not candidates:
+        candidates = handed  # "HW05_2021.ipynb": any notebook may be it
+    if len(candidates) > 1:
+        raise AmbiguousNotebook(f"{len(candidates)} notebooks could be {expected[0]}: "
+                                f"{' and '.join(sorted(candidates))}; keep only the one to grade in the folder")
+    if expected[0] in files:
         return files, []
     files = dict(files)
-    files[expected[0]] = files.pop(handed[0])
-    return files, [f"{handed[0]} is graded as {expected[0]}"]
+    files[expected[0]] = files.pop(candidates[0])
+    return files, [f"{candidates[0]} is graded as {expected[0]}"]
+
+
+def _same_stem(name: str, course_name: str) -> bool:
+    """'PyTorch (1).ipynb', 'Copy of PyTorch.ipynb' for 'PyTorch.ipynb': a download or a copy of it."""
+    def key(n: str) -> str:
+        return re.sub(r"[^a-z0-9]", "", Path(n).stem.lower())
+
+    return bool(key(course_name)) and key(course_name) in key(name)
 
 
 def _checkpoint_files(rubric: Rubric, items, submission: Path, options: Options) -> list[str]:
@@ -363,15 +390,26 @@ def load_files(rubric: Rubric, student, files: dict[str, Path]) -> list[dict]:
                 problems.append(_problem(name, f"{name} is not in the submission"))
         elif name in read or name.endswith(".ipynb"):
             try:
-                student.call("load", file=name, timeout=rubric.limits.item_timeout_s)
+                loaded = student.call("load", file=name, timeout=rubric.limits.item_timeout_s)
             except StudentFailure as failure:
                 problems.append({**_problem(name, failure.message, failure.where(), failure.code),
                                  "trace": getattr(failure, "trace", [])})
+                continue
+            for broken in (loaded or {}).get("broken", []):  # left out; the rest of the file loaded
+                problems.append(_problem(name, str(broken.get("message")), f"{name}:{broken.get('line')}",
+                                         broken.get("code")))
         elif name.endswith(".py"):
             problem = _compile_problem(name, files[name])
             if problem:
                 problems.append(problem)
     return problems
+
+
+def incomplete(results: list[ItemResult], problems: list[dict]) -> list[str]:
+    """What the student has yet to hand in: answer files, and checkpoints no item could train."""
+    missing = [f"{p['file']} missing" for p in problems if p["message"] == f"{p['file']} is not in the submission"]
+    missing += [r.extra["incomplete"] for r in results if r.extra.get("incomplete")]
+    return list(dict.fromkeys(missing))
 
 
 def _problem(file: str, message: str, where: str | None = None, code: str | None = None) -> dict:
@@ -424,6 +462,28 @@ def _notebook_notes(load_results: dict[str, dict]) -> list[str]:
             notes.append(f"{file}: cell {cell['cell']}{line} failed ({cell['message']}); the other cells ran")
         if len(failed) > 3:
             notes.append(f"{file}: {len(failed) - 3} more cells failed")
+    return notes
+
+
+def handed_in_names(files: dict[str, Path], readable: list[str], folder: Path) -> set[str]:
+    """The names, inside the student's folder, of every file the student handed in."""
+    names = set(files)
+    for path in map(Path, readable):
+        if path.is_relative_to(folder.resolve()):
+            names.add(path.relative_to(folder.resolve()).as_posix())
+    return names
+
+
+def overwritten_notes(load_results: dict[str, dict], handed_in: set[str]) -> list[str]:
+    """A notebook that writes a checkpoint it also hands in (torch.save(..., 'challenge.pt') at the end of
+    the challenge cell) is told so: the handed-in file was graded, not what its code wrote."""
+    notes = []
+    for file, result in load_results.items():
+        for name in (result.get("wrote") or []):
+            if name in handed_in and name.endswith(CHECKPOINT_SUFFIXES):  # checkpoints: read as handed in
+                notes.append(f"your notebook's code wrote {name} while being graded; the file you handed in "
+                             "was graded" if file.endswith(".ipynb") else
+                             f"importing {file} wrote {name}; the file you handed in was graded")
     return notes
 
 

@@ -18,6 +18,7 @@ import difflib
 import hashlib
 import io
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -37,6 +38,7 @@ from grader.options import Options
 from grader.results import GradeReport
 from grader.rubric import Rubric, RubricError
 from grader.rubric import find as assignments
+from grader.rubric import questions
 
 _WIDTH = 110
 # pre-wrap: the table (at most _WIDTH characters) keeps its lines; a long note wraps instead of scrolling.
@@ -116,6 +118,7 @@ def _check(what, notebook, rubric_arg, save, options: Options) -> CheckResult:
         found = notebook_session.find(notebook)
         full = _rubric(rubric_arg, found.folder)
         public = full if full.public else full.public_view()
+        known(public, what)  # an unknown question is said at once, before waiting for the save
         saved = notebook_session.save(found) if save else f"checking {_name(found)}"
         with tempfile.TemporaryDirectory(prefix="grader-check-") as tmp:
             folder = stage(found, full, Path(tmp) / full.assignment)
@@ -256,8 +259,28 @@ def stage(found: notebook_session.Found, rubric: Rubric, folder: Path) -> Path:
 # -- what to check ----------------------------------------------------------------------
 
 
+def known(rubric: Rubric, what: str | None) -> None:
+    """Raise CheckError unless `what` can name something in the rubric (checked without the notebook)."""
+    if what is None:
+        return
+    what = str(what).strip()
+    ids = [i.id for i in rubric.items]
+    sections = list(rubric.notebook.sections) if rubric.notebook else []
+    number = questions.question_number(what)
+    if what in ids or what in sections or any(i.startswith(what) for i in ids) or (
+            number is not None and (questions.items_of_question(rubric.items, number) or _section_of(number, sections))):
+        return
+    _unknown(rubric, what, ids, sections)
+
+
+def _section_of(number: int, sections: list[str]) -> str | None:
+    """question_6 for 6, when the rubric's notebook has such a section."""
+    return next((s for s in sections if re.fullmatch(rf"(?:q|question)_?0*{number}", s, re.IGNORECASE)), None)
+
+
 def select(rubric: Rubric, what: str | None, folder: Path) -> list[str]:
-    """Item ids for `what`: an item id, a notebook section, or the start of item ids."""
+    """Item ids for `what`: an item id, a notebook section, a question (q6, "Question 6", 6), or the
+    start of item ids."""
     ids = [i.id for i in rubric.items]
     if what is None:
         return ids
@@ -265,6 +288,12 @@ def select(rubric: Rubric, what: str | None, folder: Path) -> list[str]:
     if what in ids:
         return [what]
     sections = list(rubric.notebook.sections) if rubric.notebook else []
+    number = questions.question_number(what)
+    if number is not None:
+        chosen = questions.items_of_question(rubric.items, number)
+        if chosen:
+            return chosen
+        what = _section_of(number, sections) or what
     if what in sections:
         chosen = [i.id for i in rubric.items if _item_section(i, rubric, folder) == what]
         if not chosen:
@@ -274,6 +303,10 @@ def select(rubric: Rubric, what: str | None, folder: Path) -> list[str]:
     chosen = [i for i in ids if i.startswith(what)]
     if chosen:
         return chosen
+    _unknown(rubric, what, ids, sections)
+
+
+def _unknown(rubric: Rubric, what: str, ids: list[str], sections: list[str]):
     close = difflib.get_close_matches(what, ids + sections, n=3, cutoff=0.5)
     hint = f"did you mean {' or '.join(close)}? " if close else ""
     raise CheckError(f"no item or section {what!r} in {rubric.assignment}; {hint}sections: "
@@ -387,6 +420,7 @@ def check_log(notebook_sha256: str) -> str:
         lines.append("note: the notebook changed after this check; run grader.check() again to log the new one")
     for problem in graded.problems:
         lines.append(f"FAIL  {problem['file']}: {problem['message']}")
+    lines += [f"incomplete: {missing}" for missing in graded.incomplete]
     for r in graded.results:
         lines.append(f"{report._LABEL.get(r.status, r.status):6} {report.points(r.points)}/"
                      f"{report.points(r.max_points)}  {r.id}  {r.message}")

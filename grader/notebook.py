@@ -85,6 +85,7 @@ class Cell:
     index: int  # 1-based position among all cells, markdown included
     kind: str  # code | markdown | raw
     source: str
+    number: int | None = None  # code cells: 1-based among code cells, as Jupyter's In [n] after Run All
 
 
 def read_cells(path: Path) -> list[Cell]:
@@ -121,13 +122,16 @@ def _cells(data, name: str) -> list[Cell]:
     if not isinstance(raw_cells, list):
         raise NotebookError(f"{name} is not a Jupyter notebook (no cells)")
     cells = []
+    code_cells = 0
     for index, cell in enumerate(raw_cells, start=1):
         if not isinstance(cell, dict):
             continue
         source = cell.get("source", cell.get("input", ""))
         if isinstance(source, list):
             source = "".join(str(s) for s in source)
-        cells.append(Cell(index, str(cell.get("cell_type", "code")), str(source)))
+        kind = str(cell.get("cell_type", "code"))
+        code_cells += kind == "code"
+        cells.append(Cell(index, kind, str(source), code_cells if kind == "code" else None))
     return cells
 
 
@@ -427,7 +431,13 @@ class Section:
     names: dict[str, Any] = field(default_factory=dict)  # the namespace at the end of the section
     calls: list[RecordedCall] = field(default_factory=list)
     bound: set[str] = field(default_factory=set)  # names this section's own cells (re)bound
+    bound_in: dict[str, int] = field(default_factory=dict)  # name -> the last of its cells that bound it
     failed: list[CellOutcome] = field(default_factory=list)  # its cells that failed
+    before: dict[str, Any] = field(default_factory=dict)  # the namespace before its first cell
+
+    def inherited(self, value) -> bool:
+        """Whether `value` was there before the section began (an earlier question's model)."""
+        return value is not None and any(value is v for v in self.before.values())
 
 
 class NotebookRun:
@@ -463,10 +473,13 @@ class NotebookRun:
         section = self.section(section_id)
         for call in reversed(section.calls):
             if name in call.arguments:
+                if section.failed and section.inherited(call.arguments[name]):
+                    self._no_answer(section, name)  # best_model = model after a broken challenge cell
                 return call.arguments[name], f"the {name} given to {call.function} in cell {call.cell}"
         self._answered(section, name)
         if name in section.names:
-            return section.names[name], f"{name} at the end of cell {section.cells[-1]}"
+            cell = section.bound_in.get(name, section.cells[-1])  # the cell that holds the answer
+            return section.names[name], f"{name} at the end of cell {cell}"
         raise LookupError(self.missing(name, section_id))
 
     def _answered(self, section: Section, name: str) -> None:
@@ -474,6 +487,9 @@ class NotebookRun:
         holds under `name` was left by an earlier question, and grading it would grade that."""
         if not section.failed or (name in section.bound and section.names.get(name) is not None):
             return  # (model = None, then a line that fails: the cell's error, not "not answered")
+        self._no_answer(section, name)
+
+    def _no_answer(self, section: Section, name: str) -> None:
         o = section.failed[0]
         at = f" at line {o.line}" if o.line else ""
         raise LookupError(f"{self.name}: cell {o.cell} of the {section.id} section failed{at} ({o.message}), "
@@ -493,8 +509,8 @@ class NotebookRun:
         except LookupError as e:  # not the optimizer of an earlier question
             raise StudentError({"kind": "missing", "message": str(e)}) from None
         optimizer = section.names.get(optimizer_name)
-        return {"optimizer": optimizer, "epochs": None,
-                "origin": f"{optimizer_name} at the end of cell {section.cells[-1]}"}
+        cell = section.bound_in.get(optimizer_name, section.cells[-1])
+        return {"optimizer": optimizer, "epochs": None, "origin": f"{optimizer_name} at the end of cell {cell}"}
 
     def missing(self, name: str, section_id: str | None = None) -> str:
         """Why `name` is not there: the cell that should define it failed, or nothing defines it."""
@@ -548,8 +564,8 @@ def run_notebook(path: Path, module: types.ModuleType, options: NotebookOptions 
         for cell in cells:
             section = section_of.get(cell.index)
             if section is not None and section not in run.sections:
-                run.sections[section] = Section(section)
-            current.update(cell=cell.index, section=section)
+                run.sections[section] = Section(section, before=dict(namespace))
+            current.update(cell=cell.number, section=section)
             if cell.kind != "code" or not cell.source.strip():
                 continue
             before = dict(namespace)
@@ -558,12 +574,14 @@ def run_notebook(path: Path, module: types.ModuleType, options: NotebookOptions 
             if after_cell is not None:
                 after_cell(outcome)
             if section is not None:
-                run.sections[section].cells.append(cell.index)
-                run.sections[section].names = dict(namespace)
-                run.sections[section].bound.update(
-                    k for k, v in namespace.items() if k not in before or before[k] is not v)
+                own = run.sections[section]
+                own.cells.append(cell.number)
+                own.names = dict(namespace)
+                rebound = [k for k, v in namespace.items() if k not in before or before[k] is not v]
+                own.bound.update(rebound)
+                own.bound_in.update(dict.fromkeys(rebound, cell.number))
                 if outcome.status == "failed":
-                    run.sections[section].failed.append(outcome)
+                    own.failed.append(outcome)
     namespace.pop("__grader_record__", None)
     return run
 
@@ -582,12 +600,12 @@ def _seed_everything(seed: int) -> None:
 def _run_cell(cell: Cell, run: NotebookRun, namespace: dict, options: NotebookOptions) -> CellOutcome:
     first_line = next((line.strip() for line in cell.source.splitlines()
                        if line.strip() and not line.strip().startswith("#")), "")[:60]
-    outcome = CellOutcome(cell.index, "ok", first_line=first_line)
+    outcome = CellOutcome(cell.number, "ok", first_line=first_line)
     source, not_python = python_source(cell.source)
     if source is None:
         outcome.status, outcome.message = "skipped", not_python
         return outcome
-    filename = f"<{run.name} cell {cell.index}>"
+    filename = f"<{run.name} cell {cell.number}>"
     linecache.cache[filename] = (len(source), None, [line + "\n" for line in source.splitlines()], filename)
     try:
         tree = ast.parse(source, filename)
@@ -596,10 +614,10 @@ def _run_cell(cell: Cell, run: NotebookRun, namespace: dict, options: NotebookOp
         outcome.message = f"SyntaxError: {e.msg}"
         outcome.code = (e.text or "").rstrip() or None
         for match in _TOP_LEVEL_NAME.finditer(source):  # what this cell was meant to define
-            run.definitions.setdefault(match.group(1) or match.group(2), []).append(cell.index)
+            run.definitions.setdefault(match.group(1) or match.group(2), []).append(cell.number)
         return outcome
     for name in _bound_names(tree):
-        run.definitions.setdefault(name, []).append(cell.index)
+        run.definitions.setdefault(name, []).append(cell.number)
     code = compile(_with_recorders(tree, set(options.record_calls)), filename, "exec")
     started = time.monotonic()
     try:

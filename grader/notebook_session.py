@@ -82,9 +82,9 @@ def find(notebook: str | os.PathLike | None = None) -> Found:
     if len(here) == 1:
         return Found(here[0].resolve(), Path.cwd(), "jupyter" if _shell() is not None else "file",
                      "the only notebook in this folder")
+    named = f" ({len(here)} notebooks in {Path.cwd()}: {' and '.join(p.name for p in here)})" if here else ""
     raise NotebookNotFound(
-        "could not tell which notebook this is" + (f" ({len(here)} notebooks in {Path.cwd()})" if here else "")
-        + ": name it, as in grader.check(notebook=\"PyTorch.ipynb\")")
+        "could not tell which notebook this is" + named + ": name it, as in grader.check(notebook=\"PyTorch.ipynb\")")
 
 
 def _file(path: Path, front_end: str, how: str) -> Found:

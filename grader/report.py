@@ -105,6 +105,9 @@ def _details(r: ItemResult, verbose: bool) -> list[str]:
 
 
 def _footer(report: GradeReport, console: Console, verbose: bool, rich: bool) -> None:
+    for missing in report.incomplete:  # not a pass, whatever the items say
+        console.print(f"incomplete: {shown(missing)}", style="bold red" if rich else None, markup=False,
+                      highlight=False, soft_wrap=True)
     for note in report.notes:  # notes name the student's files: escaped
         console.print(shown(note), markup=False, highlight=False, soft_wrap=True)
     if verbose:

@@ -47,6 +47,8 @@ class GradeReport:
     # Files that did not load (and notebook cells that failed): {file, message, where, code}.
     # Each is a failure of the submission, whatever its items' visibility.
     problems: list[dict] = field(default_factory=list)
+    # What is yet to be handed in ("challenge.pt missing (see grader train)"): never a pass.
+    incomplete: list[str] = field(default_factory=list)
 
     @property
     def score(self) -> float:
@@ -63,7 +65,7 @@ class GradeReport:
 
     @property
     def all_passed(self) -> bool:
-        return not self.problems and all(r.ok for r in self.results if r.graded)
+        return not self.problems and not self.incomplete and all(r.ok for r in self.results if r.graded)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -89,7 +91,7 @@ class GradeReport:
                 "visibility": r.visibility,
                 "extra_data": {"id": r.id, "status": r.status, **({"measured": measured} if measured else {})},
             })
-        problems = [problem_text(p) for p in self.problems]
+        problems = [problem_text(p) for p in self.problems] + [f"incomplete: {m}" for m in self.incomplete]
         # Every text here may hold a student's (messages, file names, output): declared plain text,
         # so Gradescope shows it as it is and never renders it as HTML or Markdown.
         return {"score": self.score, "execution_time": round(self.seconds, 3), "tests": tests,

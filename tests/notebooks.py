@@ -62,8 +62,9 @@ def variant(folder: Path, replace: list[tuple[str, str]] = (), insert: list[tupl
 
 
 def cell_number(path: Path, text: str) -> int:
-    """1-based position of the cell holding `text` (how the grader numbers cells)."""
-    cells = json.loads(Path(path).read_text())["cells"]
+    """The number of the code cell holding `text`, as the grader numbers cells: code cells only,
+    as Jupyter's In [n] after Run All (markdown cells are not counted)."""
+    cells = [c for c in json.loads(Path(path).read_text())["cells"] if c["cell_type"] == "code"]
     return next(i for i, c in enumerate(cells, start=1) if text in "".join(c["source"]))
 
 

@@ -62,7 +62,10 @@ def test_skeleton_as_handed_out_gets_zero_with_the_syntax_error_located(tmp_path
     for item_id, result in results.items():
         assert result.points == 0, item_id
         assert result.status == "failed"
-        assert "SyntaxError" in result.message
+        if item_id.startswith("residual_block."):  # ResidualBlock parses: checked, with its own reason
+            assert "SyntaxError" not in result.message and "Traceback" not in result.message, result.message
+            continue
+        assert "SyntaxError" in result.message  # ResNet50_layer4's blanks do not parse yet
         assert result.where == "resnet50_skeleton.py:69"
         assert any("#blank#" in line for line in result.details), "the offending line is shown"
 
@@ -124,7 +127,9 @@ SYNTAX_ERROR_IN_Q1 = variant(("conv1x1(middle_channels, out_channels, 1, 0),", "
      ("residual_block.plain", "does not have the reference's layers")),
     ("Q1 raises: Q2 still graded", Q1_RAISES, {**FULL, "residual_block.downsample": 0},
      ("residual_block.downsample", "TypeError")),
-    ("syntax error", SYNTAX_ERROR_IN_Q1, {k: 0 for k in FULL}, ("resnet50_layer4.blanks", "SyntaxError")),
+    # The rest of the file still loads (issue 19): Q2's items stand ResidualBlock in, as for any Q1 mistake.
+    ("syntax error in Q1 costs Q1 only", SYNTAX_ERROR_IN_Q1,
+     {**FULL, "residual_block.downsample": 0, "residual_block.plain": 0}, ("residual_block.plain", "SyntaxError")),
 ])
 def test_variant_gets_the_points_its_mistake_deserves(tmp_path, name, source, expected, message_part):
     results, _ = grade(submission(tmp_path, source))

@@ -209,7 +209,8 @@ def test_which_notebook_is_a_message_until_vs_code_names_it(tmp_path, kernel_in)
     reply, outputs = kernel.run("import grader\nr = grader.check()\nz = grader.export()\nprint(r.passed, z)")
     no_traceback(reply, outputs)
     message = json.dumps([o.get("data", {}) for o in outputs])
-    assert (f"could not tell which notebook this is (2 notebooks in {folder}): name it, as in "
+    assert (f"could not tell which notebook this is (2 notebooks in {folder}: draft.ipynb and final.ipynb): "
+            f"name it, as in "
             f"grader.check(notebook=\\\"PyTorch.ipynb\\\")") in message
     assert stdout(outputs).splitlines()[-1] == "False None"
     assert "grader.export: could not tell which notebook this is" in stdout(outputs)

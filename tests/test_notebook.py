@@ -46,8 +46,9 @@ def test_training_calls_are_recorded_per_section_not_run(tmp_path):
         code_cell("best = net\ncheck_accuracy_part34(None, best)"),
     ])
     assert [o.status for o in run.outcomes] == ["ok"] * 5
+    # Cells are numbered as Jupyter's In [n] after Run All: code cells only, the markdown cell is not counted.
     assert [(c.function, c.cell, c.section) for c in run.calls] == [
-        ("train_part34", 3, "question_6"), ("train_part34", 5, "challenge"), ("check_accuracy_part34", 6, "challenge")]
+        ("train_part34", 3, "question_6"), ("train_part34", 4, "challenge"), ("check_accuracy_part34", 5, "challenge")]
     model6, origin6 = run.value("question_6", "model")
     assert model6.in_features == 2 and "cell 3" in origin6
     # In the challenge, `model` is what the student gave their training and evaluation calls,
@@ -123,5 +124,5 @@ def test_sections_start_at_markers_in_comments_or_headings_only(tmp_path):
         markdown_cell("# Part V. The challenge"),
         code_cell("c = 3"),
     ])
-    assert run.sections["question_6"].cells == [3]
-    assert run.sections["challenge"].cells == [5]
+    assert run.sections["question_6"].cells == [2]  # code cells, numbered as Jupyter's In [n]
+    assert run.sections["challenge"].cells == [3]

@@ -124,7 +124,7 @@ class Scorer:
         report = GradeReport(assignment=self.rubric.assignment, submission=old.get("submission", ""), results=results,
                              seconds=old.get("seconds", 0.0), isolation=old.get("isolation") or {},
                              notes=list(old.get("notes") or []), output=old.get("output", ""),
-                             problems=list(old.get("problems") or []))
+                             problems=list(old.get("problems") or []), incomplete=list(old.get("incomplete") or []))
         return report, stale
 
     def finish(self, record: dict, *, fresh: bool = False, info: dict | None = None) -> dict:

@@ -37,7 +37,7 @@ from pydantic import Field, field_validator
 from grader import atomic
 from grader import checkpoints as ckpt
 from grader import evaluate, probe, training
-from grader.checks.base import Context, ItemBase, NotGradable, Target, Verdict
+from grader.checks.base import Context, Incomplete, ItemBase, NotGradable, Target, Verdict
 from grader.datasets import DataNotFound, DataSpec, wilson_interval
 
 TAKES_SECTIONS = True
@@ -98,8 +98,9 @@ def run(item: Item, ctx: Context) -> Verdict:
         raise NotGradable(f"checkpoint {item.checkpoint} not found: put it in the submission folder "
                           f"({ctx.submission}) or pass --checkpoints DIR")
     if trains and path is None and not ctx.options.train_if_missing:
-        raise NotGradable(f"no {item.checkpoint or 'checkpoint'} in the submission and training is off: hand in "
-                          f"the trained weights, or run `grader train {ctx.submission} --item {item.id}`")
+        name = item.checkpoint or "checkpoint"
+        raise Incomplete(f"no {name} in the submission and training is off: hand in the trained weights, or run "
+                         f"`grader train {ctx.submission} --item {item.id}`", f"{name} missing (see grader train)")
     params = None
     if path is not None:  # read here, bounded, before the student's process reads it
         try:
@@ -111,7 +112,7 @@ def run(item: Item, ctx: Context) -> Verdict:
     notes: list[str] = []
     if path is not None:
         fit = ctx.student.call("load_state", handle=built["handle"], checkpoint=str(path.resolve()),
-                               timeout=ctx.timeout(item))
+                               data=handed_in_bytes(ctx, path), timeout=ctx.timeout(item))
         if fit.get("refused"):
             ctx.release(built)
             return Verdict.zero(f"checkpoint refused: {fit['refused']}", extra={"failure": "checkpoint"})
@@ -122,7 +123,13 @@ def run(item: Item, ctx: Context) -> Verdict:
         notes = fit.get("notes", [])
     trained = None
     if trains:
-        trained = train(item, ctx, built, recipe, on_progress=lambda p: ctx.progress(progress_text(item.id, p)))
+        try:
+            trained = train(item, ctx, built, recipe, on_progress=lambda p: ctx.progress(progress_text(item.id, p)))
+        except NotGradable as e:
+            ctx.release(built)
+            if path is None and item.checkpoint:  # not trained here, and not handed in: incomplete
+                raise Incomplete(str(e), f"{item.checkpoint} missing (see grader train)") from None
+            raise
         notes += trained["notes"]
     # A trained model is the student's own: only a checkpoint used as it is can match the reference.
     try:
@@ -147,6 +154,17 @@ def run(item: Item, ctx: Context) -> Verdict:
         if trained["result"]["stopped_by_budget"]:
             verdict.message += budget_note(verdict.extra["training"])
     return verdict
+
+
+def handed_in_bytes(ctx: Context, path: Path):
+    """The bytes of a checkpoint the student handed in, for the student's process to read: its
+    copy in the student's folder is the notebook's to overwrite (a challenge cell ending in
+    torch.save(..., 'challenge.pt') runs while grading, its training does not).  None for the
+    instructor's checkpoints, read where they are (read-only)."""
+    if not path.resolve().is_relative_to(Path(ctx.submission).resolve()):
+        return None
+    data = bytearray(path.read_bytes())
+    return torch.frombuffer(data, dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
 
 
 def budget_note(training: dict) -> str:

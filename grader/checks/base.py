@@ -88,6 +88,15 @@ class NotGradable(GraderError):
     """The item cannot be graded here (missing checkpoint, data, reference): it is skipped."""
 
 
+class Incomplete(NotGradable):
+    """A file the student hands in is missing (challenge.pt): the item is skipped, and the
+    submission is incomplete, never a pass.  `missing`: the short line the report shows."""
+
+    def __init__(self, message: str, missing: str):
+        super().__init__(message)
+        self.missing = missing
+
+
 @dataclass
 class Context:
     rubric: "Rubric"

@@ -16,6 +16,8 @@ import traceback
 import types
 
 from grader.errors import StudentError, exception_text, first_line as _first_line, suggestion  # noqa: F401
+from grader.sandbox.layers import layer_of
+from grader.sandbox.partial_import import partial_source
 
 _CELL_FILENAME = re.compile(r"^<(?P<notebook>.+) cell (?P<cell>\d+)>$")
 
@@ -45,11 +47,43 @@ def import_file(workdir: str, filename: str, notebook: dict | None = None, after
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except SyntaxError as e:
+            if e.filename != path or not _import_partially(module, path, workdir):
+                raise
     except BaseException as e:  # the student's code may raise anything, SystemExit included
         sys.modules.pop(name, None)
         raise StudentError(describe_exception(e, workdir, while_doing=f"importing {filename}")) from None
     return module
+
+
+def _import_partially(module: types.ModuleType, path: str, workdir: str) -> bool:
+    """Run the file without its top-level statements that do not parse (grader.sandbox.partial_import);
+    False when that leaves nothing to run."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            source = f.read()
+    except (OSError, UnicodeDecodeError):
+        return False
+    partial = partial_source(source, path)
+    if partial is None:
+        return False
+    text, broken = partial
+    rel = _relative(path, workdir)
+    module.__grader_broken__ = [{"names": b["names"], "kind": "syntax", "message": b["message"], "file": rel,
+                                 "line": b["line"], "code": "\n".join(_lines_before(path, b["line"])) or b["code"]}
+                                for b in broken]
+    exec(compile(text, path, "exec", dont_inherit=True), module.__dict__)
+    return True
+
+
+def broken_name(module: types.ModuleType, name: str) -> dict | None:
+    """The SyntaxError of the statement that would have defined `name`, if it was left out."""
+    for info in getattr(module, "__grader_broken__", None) or []:
+        if name in info["names"]:
+            return {k: v for k, v in info.items() if k != "names"}
+    return None
 
 
 def _import_notebook(path: str, filename: str, name: str, options: dict | None, after_cell) -> types.ModuleType:
@@ -85,6 +119,10 @@ def describe_exception(e: BaseException, workdir: str, while_doing: str = "") ->
         info.update(kind="violation", message=str(e).replace("grader sandbox: ", ""))
     else:
         info["message"] = exception_text(e)
+    layer = layer_of(e)
+    if layer:  # which of the student's layers was running (grader.sandbox.layers)
+        info["message"] += f" ({layer})"
+        info["layer"] = layer
     if "file" not in info:
         frame = _student_frame(e, workdir)
         if frame is not None:

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import torch
 
 from grader import checkpoints, evaluate, introspect, notebook, training
-from grader.sandbox import guard, pretrained, protocol
-from grader.sandbox.loader import StudentError, describe_exception, import_file
+from grader.sandbox import guard, layers, pretrained, protocol
+from grader.sandbox.loader import StudentError, broken_name, describe_exception, import_file
 
 _real_exit = os._exit
 
@@ -62,6 +62,7 @@ def serve(conn, output, config: WorkerConfig) -> None:
     torch.set_num_threads(max(1, config.threads))
     _import_native_packages()
     introspect.install_init_recorder()
+    layers.record_construction_sites()  # a shape error names the line that built the layer
     # Pretrained weights: read from this machine's hub cache, never downloaded (no network here).
     weight_caches = config.weight_caches if config.weight_caches is not None else pretrained.hub_cache_dirs()
     pretrained.install(weight_caches, notify=lambda message: send({"note": message, "report": True}))
@@ -121,6 +122,7 @@ class Worker:
         self.modules: dict[str, object] = {}
         self.last_handle = 0  # handles are never reused, even after a release
         self._violation_mark = 0
+        self.wrote: dict[str, list[str]] = {}  # file -> files of the folder its loading wrote
 
     def handle(self, request: dict) -> dict:
         op = request.get("op", "")
@@ -142,8 +144,13 @@ class Worker:
         return response
 
     def _explain_missing_name(self, info: dict, name: str | None) -> None:
-        """A name a notebook cell should have defined: say which cell, and how it failed."""
+        """A name a notebook cell should have defined: say which cell, and how it failed (or, in a
+        file, that its statement did not parse)."""
         for module in self.modules.values():
+            broken = broken_name(module, name) if name else None
+            if broken:
+                info["message"] += f" ({name} did not parse: {broken['message']} at line {broken['line']})"
+                return
             run = notebook.notebook_run(module)
             why = run.why_missing(name) if name and run is not None else None
             if why:
@@ -155,7 +162,9 @@ class Worker:
     def _module(self, file: str):
         if file not in self.modules:
             self._violation_mark = len(self.policy.violations)
+            before = _folder_state(self.config.workdir)
             self.modules[file] = import_file(self.config.workdir, file, self.config.notebook, self._after_cell)
+            self.wrote[file] = _written(before, _folder_state(self.config.workdir))
         return self.modules[file]
 
     def _after_cell(self, outcome) -> None:
@@ -172,6 +181,9 @@ class Worker:
         obj = module
         for part in name.split("."):
             if not hasattr(obj, part):
+                broken = broken_name(module, part) if obj is module else None
+                if broken:  # its statement did not parse: that error, not "not defined"
+                    raise StudentError(broken)
                 run = notebook.notebook_run(module)
                 message = run.missing(name) if run is not None else f"{file} does not define {name}"
                 raise StudentError({"kind": "missing", "file": file, "message": message})
@@ -199,6 +211,11 @@ class Worker:
         run = notebook.notebook_run(module)
         if run is not None:
             out["notebook"] = run.report()
+        if self.wrote.get(file):
+            out["wrote"] = self.wrote[file]
+        broken = getattr(module, "__grader_broken__", None)
+        if broken:  # imported without the statements that do not parse: each is a problem of the file
+            out["broken"] = [{k: v for k, v in b.items() if k != "names"} for b in broken]
         return out
 
     def op_signature(self, file: str, name: str) -> list[dict]:
@@ -278,12 +295,14 @@ class Worker:
         return {k: list(v.shape) for k, v in self.objects[handle].state_dict().items()}
 
     def op_load_state(self, handle: int, state: dict | None = None, checkpoint: str | None = None,
-                      by_order: bool = False) -> dict:
+                      by_order: bool = False, data: torch.Tensor | None = None) -> dict:
+        """data: the bytes of a handed-in checkpoint, sent by the grader: what the student handed
+        in is graded, not what the notebook's own code may have written over it since."""
         model = self.objects[handle]
         notes: list[str] = []
         if checkpoint is not None:
             try:
-                state, notes = checkpoints.read_state_dict(checkpoint)
+                state, notes = checkpoints.read_state_dict(checkpoint, data=_bytes(data))
             except checkpoints.CheckpointRefused as e:
                 return {"ok": False, "refused": str(e)}
         result = checkpoints.fit(model, state)
@@ -302,7 +321,7 @@ class Worker:
         model.train(train)
         if seed is not None:
             torch.manual_seed(seed)
-        with torch.inference_mode(not train):
+        with torch.inference_mode(not train), layers.trace(model):
             out = model(*inputs)
         return _plain_output(out, f"{type(model).__name__}.forward()")
 
@@ -354,9 +373,37 @@ class Worker:
         """Class scores (or classes) for one batch of test images the grader sent, in a secret
         order: no file, no path and no index reach this process."""
         model = self.objects[handle].to(self.config.device)
-        out = evaluate.predict(model, _uint8_images(images), mean, std, device=self.config.device,
-                               batch_size=batch_size, precision=precision, return_logits=logits)
+        with layers.trace(model):
+            out = evaluate.predict(model, _uint8_images(images), mean, std, device=self.config.device,
+                                   batch_size=batch_size, precision=precision, return_logits=logits)
         return {"logits" if logits else "predictions": out}
+
+
+def _folder_state(folder: str) -> dict[str, tuple[int, int]]:
+    """(size, modification time) of each file in the student's folder."""
+    state = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            try:
+                info = os.stat(path, follow_symlinks=False)
+            except OSError:
+                continue
+            state[os.path.relpath(path, folder)] = (info.st_size, info.st_mtime_ns)
+    return state
+
+
+def _written(before: dict, after: dict) -> list[str]:
+    """Files that loading created or changed (a notebook's torch.save(..., 'challenge.pt'))."""
+    return sorted(name for name, state in after.items() if before.get(name) != state)
+
+
+def _bytes(data) -> bytes | None:
+    if data is None:
+        return None
+    if not isinstance(data, torch.Tensor) or data.dtype != torch.uint8 or data.dim() != 1:
+        raise StudentError({"kind": "internal", "message": "a checkpoint's bytes come as a uint8 tensor"})
+    return data.numpy().tobytes()
 
 
 def _uint8_images(images) -> torch.Tensor:
