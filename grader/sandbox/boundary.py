@@ -290,6 +290,13 @@ class Sandbox:
     def signal(self, pid: int, sig: int) -> None:
         self._request({"op": "signal", "pid": pid, "sig": int(sig)})
 
+    def limits_text(self, limits) -> str:
+        """For the report's isolation line: what bounds a student's process in this sandbox."""
+        tasks = f"cgroup v{self.group.version} (pids, memory) and resource limits" if self.group is not None \
+            else "resource limits only (no cgroup can be made here)"
+        return (f"{tasks}; own user, IPC and mount namespaces per student process; "
+                f"/tmp, /dev/shm and its folder on one {limits.disk_mb:g} MB tmpfs")
+
     def counters(self) -> "cgroups.Counters | None":
         return self.group.counters() if self.group is not None else None
 

@@ -7,7 +7,7 @@ and `memory` hierarchies.  The grader sets `pids.max` and the memory limit befor
 student's process starts and reads the kernel's counters (forks refused, OOM kills)
 around every operation, so it knows which limit stopped the code, whatever the code
 then did with the error.  Where no cgroup can be made, resource limits alone apply
-(grader.sandbox.fresh), and `describe` says so.
+(grader.sandbox.fresh), and the report's isolation line says so.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from pathlib import Path
 
 _CONTROLLERS = ("pids", "memory")
 _names = itertools.count()
-_probed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,19 +87,6 @@ def create() -> Group | None:
         Group(made, version).close()
         return None
     return Group(made, version)
-
-
-def describe() -> str:
-    """Which mechanism limits processes and memory here, for the report's isolation line."""
-    global _probed
-    if _probed is None:
-        group = create()
-        if group is None:
-            _probed = "resource limits only (no cgroup can be made here)"
-        else:
-            _probed = f"cgroup v{group.version} (pids, memory)"
-            group.close()
-    return _probed
 
 
 def _parents() -> tuple[int, dict[str, Path]] | None:

@@ -27,6 +27,8 @@ import resource
 import shutil
 import struct
 
+from grader.errors import GraderError
+
 HANDED_IN = "/handed-in"  # the handed-in files, read-only (checkpoints are read from here)
 SCRATCH_ROOT = "/.student"  # an empty mount point the sandbox provides; mounted over and left
 _CLONE_NEWNS, _CLONE_NEWIPC, _CLONE_NEWUSER = 0x00020000, 0x08000000, 0x10000000
@@ -40,7 +42,7 @@ _SYSCALLS = {  # machine: (audit arch, unshare, clone, clone3, keyctl, capset)
 }
 
 
-class FreshStartFailed(Exception):
+class FreshStartFailed(GraderError):
     """The student's process could not be given its own state: it must not run."""
 
 

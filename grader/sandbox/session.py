@@ -201,7 +201,9 @@ class StudentProcess:
         self._loaded = {}
         ready = self._receive(deadline=time.monotonic() + 60, timeout=60, what="starting the sandbox",
                               bound=1 << 20)
-        self.isolation = ready.get("ready", {})
+        self.isolation = dict(ready.get("ready", {}))
+        if self.sandboxed:  # what bounds it here, said by the grader (not by the student's process)
+            self.isolation["limits"] = self._child.sandbox.limits_text(self.limits)
         if self.deadline is not None:  # starting a sandbox is the grader's time, not the submission's
             self.deadline += time.monotonic() - began
 
