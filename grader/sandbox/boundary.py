@@ -7,10 +7,12 @@ always at /submission; and a private /tmp, /dev and /dev/shm.  The sandbox has i
 own user, pid, mount, network, IPC and UTS namespaces, no capabilities, no_new_privs,
 and runs as uid 65534 (nobody), outside too when the grader runs as root.
 
-One warm process inside it (grader.sandbox.zygote) forks each student's process;
-between two students every process in the sandbox is killed and the scratch
-folders emptied, or the sandbox is rebuilt.  A sandbox is never shared by two
-students at once: each StudentProcess leases one (see `lease`).
+One warm process inside it (grader.sandbox.zygote) forks each student's process,
+which first takes user, IPC and mount namespaces, scratch folders and limits of its
+own (grader.sandbox.fresh); between two students every process in the sandbox is
+killed, or the sandbox is rebuilt.  Where the grader may, the sandbox runs in a cgroup
+of its own (grader.sandbox.cgroups).  A sandbox is never shared by two students at
+once: each StudentProcess leases one (see `lease`).
 """
 
 from __future__ import annotations
