@@ -64,6 +64,7 @@ def exception_kind(e: BaseException) -> str | None:
 def reached(processes: int, open_files: int) -> str | None:
     """A hard limit the student's process is at after an operation, though its code may have
     caught the error: its scratch space full, or as many tasks or open files as allowed."""
+    import errno
     import os
 
     try:
@@ -74,8 +75,9 @@ def reached(processes: int, open_files: int) -> str | None:
             return "files"
         if _student_tasks() >= processes:
             return "processes"
-    except OSError:
-        pass
+    except OSError as e:
+        if e.errno in (errno.EMFILE, errno.ENFILE):  # not even one more file to list them with
+            return "files"
     return None
 
 

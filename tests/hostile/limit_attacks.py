@@ -121,3 +121,25 @@ def memory_hog(mb_each, processes):
 def big_allocation(mb):
     _unhook()
     return torch.ones(mb << 18).sum().reshape(1)  # float32: mb << 18 numbers are mb MB
+
+
+def spin(seconds):
+    """Busy for this many seconds of wall-clock time (CPU time, one thread)."""
+    _unhook()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+    return torch.zeros(1)
+
+
+def hoard_files():
+    """Opens files until it may not (the error is swallowed), keeping them all open."""
+    _unhook()
+    held = []
+    for _ in range(5000):
+        try:
+            held.append(open("/dev/null"))
+        except OSError:
+            break
+    hoard_files.held = held
+    return torch.tensor([float(len(held))])

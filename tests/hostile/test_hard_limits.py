@@ -205,3 +205,12 @@ def test_a_limit_too_small_for_any_python_process_is_refused_with_its_line(tmp_p
     assert done.returncode != 0
     assert "rubric.yaml:4: limits.processes: 2 is too small: it must be at least 8" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_cpu_time_and_open_files_have_their_own_messages(tmp_path):
+    with hostile(tmp_path, cpu_s=2, open_files=128) as process:
+        spun = failure_of(process, "spin", 30)
+        assert spun.kind == "cpu" and spun.message.startswith("used more than 2 s of CPU time"), spun.message
+        hoarded = failure_of(process, "hoard_files")
+        assert hoarded.kind == "files" and hoarded.message.startswith("opened more than 128 files at once")
+        assert process.call("call", file="attacks.py", name="spin", args=[0.1])["tensor"].tolist() == [0.0]
