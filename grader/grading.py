@@ -28,6 +28,7 @@ from grader.reuse import Reuse
 from grader.results import ERROR, FAILED, PARTIAL, PASSED, SKIPPED, GradeReport, ItemResult
 from grader.rubric import Rubric
 from grader.sandbox import fail_closed
+from grader.sandbox.limits import LIMIT_KINDS
 from grader.sandbox.session import Limits, StudentFailure, StudentProcess
 
 CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth", ".safetensors", ".bin", ".tar")
@@ -62,8 +63,7 @@ def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, i
         return report
 
     # 2. The student's process, and what it may read besides its own files.
-    limits = Limits(timeout_s=rubric.limits.item_timeout_s, memory_mb=rubric.limits.memory_mb,
-                    output_mb=rubric.limits.output_mb, total_s=rubric.limits.timeout_s)
+    limits = process_limits(rubric)
     readable += [str(datasets.arrays_dir())] + checkpoints
     with StudentProcess(files, limits, readable=readable, device=options.device,
                         threads=threads or max(1, os.cpu_count() or 1),
@@ -142,8 +142,8 @@ def train(submission: Path, rubric: Rubric, item_id: str, options: Options | Non
     files, readable = collect_files(Path(submission))
     files, _ = notebook_by_course_name(files, rubric)
     readable += [str(datasets.arrays_dir())] + ([str(out.resolve())] if out.exists() else [])
-    limits = Limits(timeout_s=rubric.limits.item_timeout_s, memory_mb=rubric.limits.memory_mb,
-                    output_mb=rubric.limits.output_mb)
+    limits = process_limits(rubric, item)
+    limits.total_s = None
     with StudentProcess(files, limits, readable=readable, device=options.device,
                         threads=threads or max(1, os.cpu_count() or 1), notebook=_notebook(rubric),
                         own_folder=Path(submission), allow_unisolated=options.may_run_unisolated()) as student:
@@ -163,6 +163,15 @@ def secret_seeds(item, grading_seed: int | None):
         return item
     salt = int.from_bytes(hashlib.sha256(f"{grading_seed}:{item.id}".encode()).digest()[:4], "big") % (1 << 30)
     return item.model_copy(update={"seed": item.seed + 1 + salt})
+
+
+def process_limits(rubric: Rubric, item=None) -> Limits:
+    """The student's process's limits: the rubric's `limits:`, and the item's own where it has some."""
+    values = rubric.limits.model_dump(exclude={"timeout_s", "item_timeout_s"})
+    own = getattr(item, "limits", None)
+    if own is not None:
+        values.update(own.model_dump(exclude_none=True))
+    return Limits(timeout_s=rubric.limits.item_timeout_s, total_s=rubric.limits.timeout_s, **values)
 
 
 def run_item(item, context: Context) -> ItemResult:
@@ -195,7 +204,7 @@ def _reusable(result: ItemResult) -> bool:
     """Verdicts that depend on the inputs alone, not on the machine's load or luck."""
     extra = result.extra or {}
     return result.status not in (ERROR, SKIPPED) and extra.get("failure") not in (
-        "timeout", "crash", "memory", "output") and "training" not in extra  # training: its time, its machine
+        "timeout", "crash", "output", *LIMIT_KINDS) and "training" not in extra  # training: its time, its machine
 
 
 def _reusable_report(report: GradeReport, process_notes: list[str], marks: list[str]) -> bool:
@@ -249,6 +258,8 @@ def _reused_report(earlier: dict, rubric: Rubric, reference, selected, renamed: 
 def _run_item(item, context: Context) -> ItemResult:
     started = time.monotonic()
     context.progress(f"{item.id}")
+    if context.student is not None:
+        context.student.use_limits(process_limits(context.rubric, item))
     try:
         verdict = KINDS[item.check].run(item, context)
     except fail_closed.BoundaryLost:

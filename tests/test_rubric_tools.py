@@ -63,7 +63,7 @@ def test_validate_reports_every_problem_with_its_line_and_what_is_expected(tmp_p
         + ", ".join(KINDS),
         f"{path}:12: item 'c': missing 'threshold': minimum test accuracy, as a fraction (0.8) or a percentage (80)",
         f"{path}:16: item 'c': unknown field 'treshold' (did you mean 'threshold'?); the fields here are: id, title, "
-        "points, visibility, timeout_s, check, target, checkpoint, threshold, data, train, recipes",
+        "points, visibility, timeout_s, limits, check, target, checkpoint, threshold, data, train, recipes",
         f"{path}:19: item 'd', visibility: 'secret' is not allowed; one of: visible, hidden, after_due_date, "
         "after_published",
         f"{path}:21: item 'd', target: missing 'name': class or function in that file, e.g. ResidualBlock or vgg16",

@@ -48,6 +48,14 @@ REASONS: dict[str, tuple[str, str]] = {
                 "downloads): put such code under `if __name__ == \"__main__\":`."),
     "memory": ("out of memory", "Your code tried to use more memory than a submission may. Check the sizes "
                "of the tensors you create; nothing in this assignment needs gigabytes."),
+    "disk": ("wrote too much", "Your code wrote more to files than a submission may (/tmp, /dev/shm and your "
+             "folder together). Keep what you save small; graded code should not need to write files."),
+    "processes": ("too many processes", "Your code started more processes or threads than a submission may. "
+                  "Use a DataLoader with num_workers=0, and do not start processes or threads in a loop."),
+    "files": ("too many open files", "Your code held more files open at once than a submission may. Open "
+              "files with `with open(...)` so that each is closed."),
+    "cpu": ("CPU time limit", "Your code used more CPU time than a submission may. Look for work that runs "
+            "when the file is imported, or a loop that never ends."),
     "exit": ("ended its own process", "Your code ended the program (sys.exit, os._exit or killing its own "
              "process). Files that are graded must only define things; put script code under "
              "`if __name__ == \"__main__\":`."),

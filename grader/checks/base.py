@@ -42,6 +42,18 @@ class Target(BaseModel):
         return f"{self.name}({', '.join(parts)})"
 
 
+class ItemLimits(BaseModel):
+    """An item's own hard limits, each replacing the rubric's `limits:` value for this item."""
+
+    model_config = ConfigDict(extra="forbid")
+    memory_mb: int | None = Field(None, gt=0, description="memory of the student's processes")
+    disk_mb: float | None = Field(None, gt=0, description="what its code may write (/tmp, /dev/shm, its folder)")
+    processes: int | None = Field(None, ge=8, le=100000, description="processes and threads at once")
+    open_files: int | None = Field(None, ge=64, le=1 << 20, description="files held open at once")
+    cpu_s: float | None = Field(None, gt=0, description="CPU time of one student process")
+    output_mb: float | None = Field(None, gt=0, description="output its code may print")
+
+
 class ItemBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$", description="unique name: letters, digits, _ . -")
@@ -51,6 +63,7 @@ class ItemBase(BaseModel):
         "visible", description="visible: in the students' self-check; the others are left out of the handout and "
                                "graded by the instructor (on Gradescope they decide when students see the result)")
     timeout_s: float | None = Field(None, gt=0, description="time limit for this item's work in the student's process")
+    limits: ItemLimits | None = Field(None, description="this item's own hard limits (default: the rubric's `limits:`)")
 
     def needs_reference(self) -> bool:
         return False

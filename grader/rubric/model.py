@@ -33,6 +33,12 @@ class Limits(BaseModel):
     item_timeout_s: float = Field(120, gt=0, description="limit for one item's work in the student's process")
     memory_mb: int = Field(4096, gt=0, description="memory the student's process may allocate")
     output_mb: float = Field(10, gt=0, description="output the student's code may print")
+    disk_mb: float = Field(512, gt=0, description="what the student's code may write: /tmp, /dev/shm and its "
+                           "folder together (in memory, never on the disk)")
+    processes: int = Field(256, ge=8, le=100000, description="processes and threads the student's code may "
+                           "have at once (PyTorch's own threads count)")
+    open_files: int = Field(1024, ge=64, le=1 << 20, description="files the student's process may hold open")
+    cpu_s: float = Field(3600, gt=0, description="CPU time one student process may use")
 
 
 class SlurmResources(BaseModel):
@@ -93,7 +99,7 @@ class Rubric(BaseModel):
         "answers file holds (computed with the public seeds) serve nothing there; never handed out"))
     hidden: HiddenPart | None = Field(None, description="in a public rubric: what the instructor grades besides")
     data: DataSpec = Field(default_factory=DataSpec, description="the data set accuracy items measure on")
-    limits: Limits = Field(default_factory=Limits, description="time and memory for the student's code")
+    limits: Limits = Field(default_factory=Limits, description="time, memory and other hard limits for the student's code")
     slurm: SlurmResources | None = Field(None, description="resources per job when a class is graded on Slurm")
     notebook: NotebookOptions | None = Field(None, description="how notebook (.ipynb) submissions are run")
     items: list[AnyItem] = Field(min_length=1, description="what is graded, in report order")

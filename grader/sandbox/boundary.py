@@ -7,10 +7,12 @@ always at /submission; and a private /tmp, /dev and /dev/shm.  The sandbox has i
 own user, pid, mount, network, IPC and UTS namespaces, no capabilities, no_new_privs,
 and runs as uid 65534 (nobody), outside too when the grader runs as root.
 
-One warm process inside it (grader.sandbox.zygote) forks each student's process;
-between two students every process in the sandbox is killed and the scratch
-folders emptied, or the sandbox is rebuilt.  A sandbox is never shared by two
-students at once: each StudentProcess leases one (see `lease`).
+One warm process inside it (grader.sandbox.zygote) forks each student's process,
+which first takes user, IPC and mount namespaces, scratch folders and limits of its
+own (grader.sandbox.fresh); between two students every process in the sandbox is
+killed, or the sandbox is rebuilt.  Where the grader may, the sandbox runs in a cgroup
+of its own (grader.sandbox.cgroups).  A sandbox is never shared by two students at
+once: each StudentProcess leases one (see `lease`).
 """
 
 from __future__ import annotations
@@ -28,13 +30,12 @@ import time
 from pathlib import Path
 
 from grader.errors import GraderError
-from grader.sandbox import gpu
+from grader.sandbox import cgroups, fresh, gpu
 
 INSIDE = "/submission"  # the student's folder inside: the same for everyone
 NOBODY = 65534
 _ENV_KEEP = ("LANG", "LC_ALL", "TZ", "CUDA_VISIBLE_DEVICES", "PYTHONHASHSEED")
 _available: tuple[bool, str] | None = None
-_disable_userns = True
 _lock = threading.Lock()
 _idle: list["Sandbox"] = []
 
@@ -68,17 +69,14 @@ def _probe() -> tuple[bool, str]:
         return False, f"bubblewrap needs Linux (this is {sys.platform})"
     if shutil.which("bwrap") is None:
         return False, "bubblewrap (bwrap) is not installed"
-    global _disable_userns
-    for disable in (True, False):  # --disable-userns needs bubblewrap 0.8
-        _disable_userns = disable
-        try:
-            with _userns() as (userns_args, fds):
-                argv = ["bwrap", *_namespace_args(userns_args), *_system_binds(), "--", "/bin/true"]
-                done = subprocess.run(argv, pass_fds=fds, capture_output=True, text=True, timeout=30)
-        except (OSError, subprocess.SubprocessError) as e:
-            return False, f"bubblewrap could not start: {e}"
-        if done.returncode == 0:
-            return True, ""
+    try:
+        with _userns() as (userns_args, fds):
+            argv = ["bwrap", *_namespace_args(userns_args), *_system_binds(), "--", "/bin/true"]
+            done = subprocess.run(argv, pass_fds=fds, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as e:
+        return False, f"bubblewrap could not start: {e}"
+    if done.returncode == 0:
+        return True, ""
     return False, f"bubblewrap could not start ({(done.stderr or '').strip()[:200]})"
 
 
@@ -88,12 +86,14 @@ class _userns:
     As root, bubblewrap's own --unshare-user would map the sandbox's user to uid 0
     outside; instead a namespace is made here mapping root (for bubblewrap's set-up
     only) and 65534 to themselves, and the sandbox's first process drops to 65534 for
-    good.  As any other user, bubblewrap's --unshare-user maps that user to 65534."""
+    good.  As any other user, bubblewrap's --unshare-user maps that user to 65534.  Either way
+    the warm process may make one more user namespace per student (grader.sandbox.fresh),
+    which then refuses any further one (seccomp): no --disable-userns."""
 
     def __enter__(self):
         self.fd = None
         if os.getuid() != 0:
-            return ["--unshare-user", *(["--disable-userns"] if _disable_userns else []), "--uid", str(NOBODY),
+            return ["--unshare-user", "--uid", str(NOBODY),
                     "--gid", str(NOBODY), "--cap-drop", "ALL"], ()
         holder = subprocess.Popen(["unshare", "--user", "--", "sleep", "30"], stdin=subprocess.DEVNULL)
         try:
@@ -132,7 +132,9 @@ def _system_binds() -> list[str]:
     for name in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime"):
         args += ["--ro-bind-try", name, name]
     return args + ["--proc", "/proc", "--dev", "/dev", "--perms", "01777", "--tmpfs", "/tmp",
-                   "--perms", "01777", "--tmpfs", "/dev/shm"]
+                   "--perms", "01777", "--tmpfs", "/dev/shm",
+                   # mount points for each student's own files (grader.sandbox.fresh)
+                   "--dir", fresh.HANDED_IN, "--dir", fresh.SCRATCH_ROOT]
 
 
 def _python_roots() -> list[str]:
@@ -179,6 +181,8 @@ class Sandbox:
         self._sock: socket.socket | None = None
         self._one_at_a_time = threading.Lock()  # the output reader thread may kill while a call waits
         self.uid = None
+        self.group = cgroups.create()  # None: resource limits alone bound it
+        self._baseline = (0, 0)  # tasks and memory of the sandbox before any student's process
         self._start()
 
     # -- start and stop ---------------------------------------------------------
@@ -211,7 +215,7 @@ class Sandbox:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             with _userns() as (userns_args, fds):
-                argv = self._argv(userns_args, theirs.fileno(), drop=os.getuid() == 0)
+                argv = _in_group(self.group, self._argv(userns_args, theirs.fileno(), drop=os.getuid() == 0))
                 self._proc = subprocess.Popen(argv, pass_fds=(theirs.fileno(), *fds), stdin=subprocess.DEVNULL,
                                               stdout=subprocess.DEVNULL, stderr=self._log)
         finally:
@@ -223,6 +227,8 @@ class Sandbox:
             self.close()
             raise SandboxLost(f"the sandbox did not start: {e}") from None
         self.uid = ready.get("uid")
+        if self.group is not None:
+            self._baseline = (self.group.tasks(), self.group.memory())
 
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -235,6 +241,9 @@ class Sandbox:
         if self._sock is not None:
             self._sock.close()
         self._proc = self._sock = None
+        if self.group is not None:
+            self.group.close()
+            self.group = None
         _empty(self.workdir)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -273,10 +282,28 @@ class Sandbox:
             self._proc.kill()
 
     def spawn(self, channel_fd: int, output_fd: int, config: dict) -> int:
+        """A student's process; the sandbox's cgroup (if any) first allows it `config`'s
+        processes and memory on top of what the sandbox itself holds."""
+        if self.group is not None:
+            tasks, memory = self._baseline
+            try:
+                self.group.set(tasks + config["processes"], memory + config["memory_bytes"])
+            except OSError as e:
+                raise SandboxLost(f"its limits could not be set: {e}") from None
         return int(self._request({"op": "start", "config": config}, fds=(channel_fd, output_fd))["pid"])
 
     def signal(self, pid: int, sig: int) -> None:
         self._request({"op": "signal", "pid": pid, "sig": int(sig)})
+
+    def limits_text(self, limits) -> str:
+        """For the report's isolation line: what bounds a student's process in this sandbox."""
+        tasks = f"cgroup v{self.group.version} (pids, memory) and resource limits" if self.group is not None \
+            else "resource limits only (no cgroup can be made here)"
+        return (f"{tasks}; own user, IPC and mount namespaces per student process; "
+                f"/tmp, /dev/shm and its folder on one {limits.disk_mb:g} MB tmpfs")
+
+    def counters(self) -> "cgroups.Counters | None":
+        return self.group.counters() if self.group is not None else None
 
     def exit_code(self, pid: int) -> int | None:
         return self._request({"op": "status", "pid": pid})["exit"]
@@ -288,6 +315,14 @@ class Sandbox:
         except SandboxLost:
             return False
         return _empty(self.workdir) and clean
+
+
+def _in_group(group: "cgroups.Group | None", argv: list[str]) -> list[str]:
+    """bubblewrap started inside the cgroup: a shell joins it, then becomes bubblewrap."""
+    if group is None:
+        return argv
+    join = 'for f in "$@"; do [ "$f" = -- ] && { shift; break; }; echo $$ > "$f" || exit 125; shift; done; exec "$@"'
+    return ["/bin/sh", "-c", join, "sh", *group.join_files(), "--", *argv]
 
 
 def _empty(folder: str) -> bool:

@@ -47,6 +47,10 @@ class SandboxedChild:
     def alive(self) -> bool:
         return self.exit_code() is None
 
+    def counters(self):
+        """The sandbox's cgroup counters (forks refused, OOM kills), or None without a cgroup."""
+        return self.sandbox.counters()
+
     def exit_code(self) -> int | None:
         if self._code is None:
             try:

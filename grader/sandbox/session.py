@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Callable
 
 from grader.errors import GraderError
-from grader.sandbox import boundary, fail_closed, protocol
+from grader.sandbox import boundary, fail_closed, fresh, protocol
+from grader.sandbox.limits import LIMIT_KINDS, Limits, message as limit_message  # noqa: F401  (Limits: its home)
 from grader.sandbox.children import LocalChild, SandboxedChild, main_module_hidden  # noqa: F401
 from grader.sandbox.guard import system_read_roots
 from grader.sandbox.worker import WorkerConfig
@@ -37,18 +38,11 @@ def isolated() -> bool:
     return boundary.available()[0]
 
 
-@dataclass
-class Limits:
-    timeout_s: float = 120.0  # per operation
-    memory_mb: int = 4096
-    output_mb: float = 10.0
-    total_s: float | None = None  # the whole submission (see StudentProcess.deadline)
-
-
 class StudentFailure(GraderError):
     """Something the student's code did that ends the current item.
 
-    kind: exception | syntax | missing | exit | crash | timeout | memory | output | violation | tamper
+    kind: exception | syntax | missing | exit | crash | timeout | memory | output | violation | tamper,
+    or a hard limit: disk | processes | files | cpu (grader.sandbox.limits)
     """
 
     def __init__(self, kind: str, message: str, file: str | None = None, line: int | None = None,
@@ -116,6 +110,10 @@ class _Output:
                 + bytes(self.tail).decode(errors="replace"))
 
 
+BOUNDARY_TEXT = "bubblewrap: own user, pid, mount, network, IPC and UTS namespaces; uid 65534; no capabilities"
+UNISOLATED_TEXT = "none: this code ran WITHOUT OS isolation (bubblewrap is not available)"
+
+
 class StudentProcess:
     """A submission's isolated process, restarted after each failure.
 
@@ -153,6 +151,8 @@ class StudentProcess:
         self._output: _Output | None = None
         self._reader: threading.Thread | None = None
         self._paths: dict[str, str] = {}  # host path -> the path the student's process sees
+        self._watch = None  # the sandbox's counters when the current operation began
+        self._breach: str | None = None  # the hard limit they say it went past
         self.starts = 0
 
     # -- lifecycle ----------------------------------------------------------
@@ -177,10 +177,13 @@ class StudentProcess:
         return copied, binds
 
     def _config(self, workdir: str, binds: list[str], weight_caches: list[str]) -> WorkerConfig:
-        return WorkerConfig(workdir=workdir, read_roots=system_read_roots() + binds,
+        handed_in = [fresh.HANDED_IN] if self.sandboxed else []  # the files as handed in, read-only
+        return WorkerConfig(workdir=workdir, read_roots=system_read_roots() + binds + handed_in,
                             memory_bytes=int(self.limits.memory_mb) << 20, threads=self.threads,
                             device=self.device, private=self.private, notebook=self.notebook,
-                            weight_caches=weight_caches, boundary=self.sandboxed)
+                            weight_caches=weight_caches, boundary=self.sandboxed,
+                            disk_bytes=int(self.limits.disk_mb * (1 << 20)), processes=self.limits.processes,
+                            open_files=self.limits.open_files, cpu_s=self.limits.cpu_s)
 
     def _start(self) -> None:
         from grader.sandbox import pretrained
@@ -205,7 +208,11 @@ class StudentProcess:
         self._loaded = {}
         ready = self._receive(deadline=time.monotonic() + 60, timeout=60, what="starting the sandbox",
                               bound=1 << 20)
-        self.isolation = ready.get("ready", {})
+        self.isolation = dict(ready.get("ready", {}))
+        # Which boundary and limits graded it, said by the grader: the student's process could claim anything.
+        self.isolation["boundary"] = BOUNDARY_TEXT if self.sandboxed else UNISOLATED_TEXT
+        if self.sandboxed:
+            self.isolation["limits"] = self._child.sandbox.limits_text(self.limits)
         if self.deadline is not None:  # starting a sandbox is the grader's time, not the submission's
             self.deadline += time.monotonic() - began
 
@@ -232,6 +239,7 @@ class StudentProcess:
             child.kill()
 
     def _stop(self) -> None:
+        self._read_counters()
         child = self._child
         if child is not None:
             if self._channel is not None and child.alive():
@@ -250,6 +258,13 @@ class StudentProcess:
 
     def close(self) -> None:
         self._stop()
+
+    def use_limits(self, limits: Limits) -> None:
+        """The limits of the next operations (an item may have its own): a process started
+        under other hard limits is replaced by one started under these."""
+        if limits.process_key() != self.limits.process_key():
+            self._stop()
+        self.limits = limits
 
     @property
     def output(self) -> str:
@@ -279,6 +294,62 @@ class StudentProcess:
         timeout, limit = self._budget(timeout or self.limits.timeout_s)
         what = _describe_op(op, args)
         bound = max_reply_bytes or _expected_reply_bytes(op, args)
+        self._watch, self._breach = self._counters(), None
+        try:
+            try:
+                result = self._call(op, args, file, timeout, limit, what, bound, on_progress)
+            except StudentFailure as failure:
+                raise self._past_limit(what) or self._as_limit(failure) from None
+            breach = self._past_limit(what)
+            if breach:
+                raise breach
+        except StudentFailure as failure:
+            if op == "load":
+                self.fatal_imports[file] = failure
+            raise
+        finally:
+            self._watch = None
+        if op == "load":
+            self._loaded[file] = self.load_results[file] = result
+        return result
+
+    def _counters(self):
+        counters = getattr(self._child, "counters", None)
+        return counters() if counters else None
+
+    def _read_counters(self) -> None:
+        """What the kernel counted since the operation began: forks refused at the process
+        limit, processes killed at the memory limit (read before its processes are ended)."""
+        before = self._watch
+        after = self._counters() if before is not None and self._breach is None else None
+        if after is not None:
+            self._breach = "processes" if after.refused_forks > before.refused_forks else \
+                "memory" if after.oom_kills > before.oom_kills else None
+
+    def _past_limit(self, what: str) -> StudentFailure | None:
+        """A breach the kernel counted fails the operation, even when the student's code caught
+        the error; the process (and every process it started) ends."""
+        self._read_counters()
+        kind, self._breach = self._breach, None
+        if kind is None:
+            return None
+        output = self.output
+        self._stop_after_failure()
+        return StudentFailure(kind, f"{limit_message(kind, self.limits)} while {what}", output=output)
+
+    def _as_limit(self, failure: StudentFailure) -> StudentFailure:
+        """A hard limit the student's process ran into: the one message for it."""
+        if failure.kind not in LIMIT_KINDS:
+            return failure
+        detail = failure.message if failure.kind == "memory" else ""
+        text = limit_message(failure.kind, self.limits, detail)
+        limited = StudentFailure(failure.kind, text, failure.file, failure.line, failure.code, failure.output)
+        limited.trace = getattr(failure, "trace", [])
+        if failure.kind != "memory":
+            self._stop_after_failure()  # its leftover processes, files or threads end with it
+        return limited
+
+    def _call(self, op, args, file, timeout, limit, what, bound, on_progress):
         try:
             try:
                 self._channel.send_bytes(protocol.encode({"op": op, "args": self._inside(args)}),
@@ -294,17 +365,8 @@ class StudentProcess:
                 raise self._integrity_failure(response)
             if "error" in response:
                 raise StudentFailure.from_info(response["error"], self.output)
-        except StudentFailure as failure:
-            if op == "load":
-                self.fatal_imports[file] = failure
-            raise
         except (BrokenPipeError, ConnectionResetError) as e:
-            failure = self._death(what)
-            if op == "load":
-                self.fatal_imports[file] = failure
-            raise failure from e
-        if op == "load":
-            self._loaded[file] = self.load_results[file] = response["result"]
+            raise self._death(what) from e
         return response["result"]
 
     def _inside(self, value):
@@ -464,6 +526,8 @@ class StudentProcess:
         if exit_note:
             return StudentFailure("exit", f"{exit_note.replace('the submission ', 'ended its own process: ')} "
                                           f"while {what}", output=output)
+        if code == -signal.SIGXCPU:
+            return StudentFailure("cpu", f"{limit_message('cpu', self.limits)} while {what}", output=output)
         if code is not None and code < 0:
             name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
             hint = " (it may have run out of memory)" if -code == signal.SIGKILL else ""

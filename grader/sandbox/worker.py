@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from grader import checkpoints, evaluate, introspect, notebook, training
-from grader.sandbox import guard, layers, pretrained, protocol
+from grader.sandbox import guard, layers, limits, pretrained, protocol
 from grader.sandbox.loader import StudentError, broken_name, describe_exception, import_file
 
 _real_exit = os._exit
@@ -38,6 +38,11 @@ class WorkerConfig:
     notebook: dict | None = None  # the rubric's notebook options, for .ipynb files
     weight_caches: list[str] | None = None  # torch hub checkpoint folders readable (found by the grader)
     boundary: bool = False  # inside the bubblewrap sandbox (grader.sandbox.boundary)
+    # Hard limits the sandbox applies to each student's process (grader.sandbox.fresh)
+    disk_bytes: int = 512 << 20  # /tmp, /dev/shm and the student's folder together
+    processes: int = 256  # processes and threads
+    open_files: int = 1024
+    cpu_s: float = 3600.0
 
 
 def serve(conn, output, config: WorkerConfig) -> None:
@@ -136,6 +141,11 @@ class Worker:
             response = {"error": describe_exception(e, self.config.workdir)}
             if isinstance(e, NameError):
                 self._explain_missing_name(response["error"], getattr(e, "name", None))
+            if self.config.boundary and limits.exception_kind(e):
+                response["error"]["kind"] = limits.exception_kind(e)  # the grader words the message
+        reached = limits.reached(self.config.processes, self.config.open_files) if self.config.boundary else None
+        if reached and "error" not in response:  # past a limit though its code caught the error
+            response = {"error": {"kind": reached, "message": reached}}
         if len(self.policy.violations) > seen:
             response["violations"] = self.policy.violations[seen:]
         changed = guard.tampered()

@@ -97,9 +97,17 @@ def _start(sock: socket.socket, fds: list[int], config: dict) -> int:
         try:
             sock.close()  # the child never holds the control socket
             _close_all_but((channel, output))
-            from grader.sandbox import worker
+            from grader.sandbox import fresh, worker
 
-            worker.serve(channel, output, worker.WorkerConfig(**config))
+            settings = worker.WorkerConfig(**config)
+            try:  # before any student code: namespaces, files and limits of its own
+                fresh.enter(os.getuid(), os.getgid(), settings.disk_bytes, settings.workdir, settings.processes,
+                            settings.open_files, settings.cpu_s)
+            except (OSError, fresh.FreshStartFailed) as e:
+                os.write(output, f"grader: the student's process could not start clean: {e}\n".encode())
+                code = 70
+                raise
+            worker.serve(channel, output, settings)
             code = 0
         finally:
             os._exit(code)
