@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from grader.errors import GraderError
-from grader.sandbox import boundary, protocol
+from grader.sandbox import boundary, environment, protocol
 from grader.sandbox.children import LocalChild, SandboxedChild, main_module_hidden  # noqa: F401
 from grader.sandbox.guard import system_read_roots
 from grader.sandbox.worker import WorkerConfig
@@ -178,7 +178,8 @@ class StudentProcess:
         return WorkerConfig(workdir=workdir, read_roots=system_read_roots() + binds,
                             memory_bytes=int(self.limits.memory_mb) << 20, threads=self.threads,
                             device=self.device, private=self.private, notebook=self.notebook,
-                            weight_caches=weight_caches, boundary=self.sandboxed)
+                            weight_caches=weight_caches, boundary=self.sandboxed,
+                            font_cache=environment.font_cache())
 
     def _start(self) -> None:
         from grader.sandbox import pretrained

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from grader import checkpoints, evaluate, introspect, notebook, training
-from grader.sandbox import guard, pretrained, protocol
+from grader.sandbox import environment, guard, pretrained, protocol
 from grader.sandbox.loader import StudentError, describe_exception, import_file
 
 _real_exit = os._exit
@@ -38,6 +38,7 @@ class WorkerConfig:
     notebook: dict | None = None  # the rubric's notebook options, for .ipynb files
     weight_caches: list[str] | None = None  # torch hub checkpoint folders readable (found by the grader)
     boundary: bool = False  # inside the bubblewrap sandbox (grader.sandbox.boundary)
+    font_cache: str | None = None  # matplotlib's prebuilt font list (grader.sandbox.environment)
 
 
 def serve(conn, output, config: WorkerConfig) -> None:
@@ -68,6 +69,7 @@ def serve(conn, output, config: WorkerConfig) -> None:
     policy = guard.Policy(workdir=config.workdir, read_roots=config.read_roots + weight_caches,
                           memory_bytes=config.memory_bytes, threads=config.threads, private=config.private,
                           notify=lambda message: send({"note": message}), boundary=config.boundary)
+    environment.prepare(config.workdir, config.font_cache)
     status = guard.enter(policy, output_fd)
     # On SIGUSR1, print where the code is (the grader asks before stopping a timed-out operation).
     faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
