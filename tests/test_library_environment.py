@@ -54,7 +54,7 @@ def test_matplotlib_needs_no_program_at_first_import(tmp_path):
     """The font cache is built by the grader, outside: a student's first import runs no fc-list."""
     code = tmp_path / "plots.py"
     code.write_text("import matplotlib\nimport matplotlib.pyplot as plt\n\n\n"
-                    "def backend():\n    import torch\n    return torch.tensor([float(matplotlib.get_backend() == 'agg')])\n")
+                    "def backend():\n    import torch\n    return torch.tensor([float(matplotlib.get_backend().lower() == 'agg')])\n")
     with StudentProcess({"plots.py": code}, Limits(timeout_s=120)) as student:
         assert student.call("call", file="plots.py", name="backend")["tensor"].tolist() == [1.0]
     assert not [n for n in student.notes if "start a program" in n]
