@@ -56,7 +56,8 @@ def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, i
 
     # 2. The student's process, and what it may read besides its own files.
     limits = Limits(timeout_s=rubric.limits.item_timeout_s, memory_mb=rubric.limits.memory_mb,
-                    output_mb=rubric.limits.output_mb, total_s=rubric.limits.timeout_s)
+                    output_mb=rubric.limits.output_mb, total_s=rubric.limits.timeout_s,
+                    import_s=rubric.limits.import_s)
     readable += [str(datasets.arrays_dir())] + checkpoints
     with StudentProcess(files, limits, readable=readable, device=options.device,
                         threads=threads or max(1, os.cpu_count() or 1),
@@ -91,7 +92,7 @@ def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, i
         problems += _failed_cells(student.load_results)
         if not student.sandboxed:
             student_notes.append(unisolated_note())
-        cell_notes = _notebook_notes(student.load_results)
+        cell_notes = _notebook_notes(student.load_results) + _stopped_notes(student.load_results)
 
     # 5. Scores and the report.
     notes = renamed + _link_notes(Path(submission)) + _notes(rubric, reference, selected) + cell_notes + student_notes
@@ -131,7 +132,7 @@ def train(submission: Path, rubric: Rubric, item_id: str, options: Options | Non
     files, _ = notebook_by_course_name(files, rubric)
     readable += [str(datasets.arrays_dir())] + ([str(out.resolve())] if out.exists() else [])
     limits = Limits(timeout_s=rubric.limits.item_timeout_s, memory_mb=rubric.limits.memory_mb,
-                    output_mb=rubric.limits.output_mb)
+                    output_mb=rubric.limits.output_mb, import_s=rubric.limits.import_s)
     with StudentProcess(files, limits, readable=readable, device=options.device,
                         threads=threads or max(1, os.cpu_count() or 1), notebook=_notebook(rubric),
                         own_folder=Path(submission)) as student:
@@ -400,6 +401,21 @@ def _failed_cells(load_results: dict[str, dict]) -> list[dict]:
 
 def _blocked(cell: dict) -> bool:
     return cell["message"].startswith("blocked while grading")
+
+
+def _stopped_notes(load_results: dict[str, dict]) -> list[str]:
+    """Files whose import the time budget stopped: what they defined before is what is graded."""
+    from grader.sandbox.loader import stopped_text
+
+    notes = []
+    for file, result in load_results.items():
+        stopped = result.get("stopped")  # sent by the student's process: checked and cleaned
+        if isinstance(stopped, dict) and isinstance(stopped.get("line"), int) \
+                and isinstance(stopped.get("seconds"), (int, float)):
+            code = "".join(c for c in str(stopped.get("code") or "")[:200] if c.isprintable())
+            stopped = {"line": stopped["line"], "seconds": stopped["seconds"], "code": code}
+            notes.append(f"{stopped_text(file, stopped)}; what it defines before that line is graded")
+    return notes
 
 
 def _notebook_notes(load_results: dict[str, dict]) -> list[str]:

@@ -33,6 +33,9 @@ class Limits(BaseModel):
     item_timeout_s: float = Field(120, gt=0, description="limit for one item's work in the student's process")
     memory_mb: int = Field(4096, gt=0, description="memory the student's process may allocate")
     output_mb: float = Field(10, gt=0, description="output the student's code may print")
+    import_s: float = Field(10, gt=0, description=(
+        "time importing one .py file may take: a file still running then (training at import) is stopped "
+        "there, and the classes and functions it defined before that line are graded"))
 
 
 class SlurmResources(BaseModel):

@@ -43,6 +43,7 @@ class Limits:
     memory_mb: int = 4096
     output_mb: float = 10.0
     total_s: float | None = None  # the whole submission (see StudentProcess.deadline)
+    import_s: float | None = None  # importing one .py file; then it is stopped, and what it defined is kept
 
 
 class StudentFailure(GraderError):
@@ -179,7 +180,7 @@ class StudentProcess:
                             memory_bytes=int(self.limits.memory_mb) << 20, threads=self.threads,
                             device=self.device, private=self.private, notebook=self.notebook,
                             weight_caches=weight_caches, boundary=self.sandboxed,
-                            font_cache=environment.font_cache())
+                            font_cache=environment.font_cache(), import_s=self.limits.import_s)
 
     def _start(self) -> None:
         from grader.sandbox import pretrained

@@ -22,7 +22,7 @@ import torch
 
 from grader import checkpoints, evaluate, introspect, notebook, training
 from grader.sandbox import environment, guard, pretrained, protocol
-from grader.sandbox.loader import StudentError, describe_exception, import_file
+from grader.sandbox.loader import STOPPED, StudentError, describe_exception, import_file, stopped_text
 
 _real_exit = os._exit
 
@@ -39,6 +39,7 @@ class WorkerConfig:
     weight_caches: list[str] | None = None  # torch hub checkpoint folders readable (found by the grader)
     boundary: bool = False  # inside the bubblewrap sandbox (grader.sandbox.boundary)
     font_cache: str | None = None  # matplotlib's prebuilt font list (grader.sandbox.environment)
+    import_s: float | None = None  # a .py file's import is stopped after this long (rubric limits.import_s)
 
 
 def serve(conn, output, config: WorkerConfig) -> None:
@@ -157,7 +158,8 @@ class Worker:
     def _module(self, file: str):
         if file not in self.modules:
             self._violation_mark = len(self.policy.violations)
-            self.modules[file] = import_file(self.config.workdir, file, self.config.notebook, self._after_cell)
+            self.modules[file] = import_file(self.config.workdir, file, self.config.notebook, self._after_cell,
+                                             budget_s=self.config.import_s)
         return self.modules[file]
 
     def _after_cell(self, outcome) -> None:
@@ -176,6 +178,10 @@ class Worker:
             if not hasattr(obj, part):
                 run = notebook.notebook_run(module)
                 message = run.missing(name) if run is not None else f"{file} does not define {name}"
+                stopped = getattr(module, STOPPED, None)
+                if stopped:  # defined further down than its import was allowed to run
+                    message = (f"{file} does not define {name} before line {stopped['line']}, where its import "
+                               f"was stopped ({stopped_text(file, stopped)})")
                 raise StudentError({"kind": "missing", "file": file, "message": message})
             obj = getattr(obj, part)
         return obj
@@ -198,6 +204,8 @@ class Worker:
     def op_load(self, file: str) -> dict:
         module = self._module(file)
         out = {"names": sorted(n for n in vars(module) if not n.startswith("_"))}
+        if getattr(module, STOPPED, None):
+            out["stopped"] = getattr(module, STOPPED)
         run = notebook.notebook_run(module)
         if run is not None:
             out["notebook"] = run.report()
