@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-from grader import checkpoints, datasets, links
+from grader import checkpoints, datasets, links, packages
 from grader.checks import KINDS
 from grader.checks.base import Context, NotGradable, Verdict
 from grader.options import Options
@@ -244,7 +244,12 @@ def _run_item(item, context: Context) -> ItemResult:
         extra = {"failure": failure.kind}
         if getattr(failure, "trace", None):
             extra["trace"] = failure.trace  # shown by --verbose
-        verdict = Verdict.zero(failure.message, where=failure.where() or None, details=details, extra=extra)
+        environment = packages.missing_import(failure.message, context.rubric, context.submission)
+        if environment:  # not the student's code: not graded, and said as such
+            verdict = Verdict(0.0, environment, status=ERROR, where=failure.where() or None, details=details,
+                              extra={**extra, "failure": "environment"})
+        else:
+            verdict = Verdict.zero(failure.message, where=failure.where() or None, details=details, extra=extra)
     except (NotGradable, datasets.DataNotFound) as e:
         verdict = Verdict.skipped(str(e))
     except ReferenceUnavailable as e:
@@ -354,8 +359,10 @@ def load_files(rubric: Rubric, student, files: dict[str, Path]) -> list[dict]:
             try:
                 student.call("load", file=name, timeout=rubric.limits.item_timeout_s)
             except StudentFailure as failure:
-                problems.append({**_problem(name, failure.message, failure.where(), failure.code),
-                                 "trace": getattr(failure, "trace", [])})
+                environment = packages.missing_import(failure.message, rubric, student.own_folder)
+                problem = _problem(name, environment or failure.message, failure.where(), failure.code)
+                problems.append({**problem, "trace": getattr(failure, "trace", []),
+                                 **({"kind": "environment"} if environment else {})})
         elif name.endswith(".py"):
             problem = _compile_problem(name, files[name])
             if problem:

@@ -56,7 +56,7 @@ fi
 # (offline), else from the package index.
 "$PYTHON" -m pip install -q --find-links "$HERE/wheels" "$HERE"/wheels/{wheel}
 "$PYTHON" -c "import grader.authoring.gradescope" && echo "grader installed"
-"""
+{packages}"""
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
 # Gradescope runs this for every submission.  AUTOGRADER_ROOT points it at another tree (tests).
@@ -99,9 +99,22 @@ def autograder(rubric: Rubric, out: Path, *, checkpoint_dirs: list[Path] = (), d
     members[rubric_name] = rewrite_paths(text, paths).encode()
     wheel_name, wheel = build_wheel()
     members[f"wheels/{wheel_name}"] = wheel
-    members["setup.sh"] = SETUP_SH.format(torch=TORCH_PAIR, wheel=wheel_name).encode()
+    members["setup.sh"] = SETUP_SH.format(torch=TORCH_PAIR, wheel=wheel_name, packages=_packages_line(rubric)).encode()
     members["run_autograder"] = RUN_AUTOGRADER.format(rubric=rubric_name).encode()
     return write_zip(Path(out), members, executable=("setup.sh", "run_autograder")), notes
+
+
+def _packages_line(rubric: Rubric) -> str:
+    """The course's environment (rubric environment.packages), installed into the image."""
+    import shlex
+
+    from grader import packages
+
+    declared = packages.declared(rubric)
+    if not declared:
+        return ""
+    return ("# the course's environment (rubric environment.packages)\n"
+            f'"$PYTHON" -m pip install -q {shlex.join(declared)}\n')
 
 
 def _files(folder: Path) -> list[Path]:

@@ -38,6 +38,15 @@ class Limits(BaseModel):
         "there, and the classes and functions it defined before that line are graded"))
 
 
+class Environment(BaseModel):
+    """The Python packages the course provides besides PyTorch (`grader env install` installs them)."""
+
+    model_config = ConfigDict(extra="forbid")
+    packages: list[str] = Field(default_factory=list, description=(
+        "pip names, optionally with versions (tqdm, torchsummary, seaborn, scikit-learn>=1.3): students' files "
+        "may import them; an import of another missing package is an environment problem, not a code error"))
+
+
 class SlurmResources(BaseModel):
     """What each student's job asks for under `grader batch --executor slurm` (flags override)."""
 
@@ -98,6 +107,7 @@ class Rubric(BaseModel):
     data: DataSpec = Field(default_factory=DataSpec, description="the data set accuracy items measure on")
     limits: Limits = Field(default_factory=Limits, description="time and memory for the student's code")
     slurm: SlurmResources | None = Field(None, description="resources per job when a class is graded on Slurm")
+    environment: Environment | None = Field(None, description="packages the course's environment provides")
     notebook: NotebookOptions | None = Field(None, description="how notebook (.ipynb) submissions are run")
     items: list[AnyItem] = Field(min_length=1, description="what is graded, in report order")
     late: LatePolicy | None = Field(None, description="penalty for late submissions (grader batch and rescore)")
