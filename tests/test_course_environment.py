@@ -103,3 +103,15 @@ def test_the_gradescope_setup_installs_the_course_packages(tmp_path):
     rubric = rubric_module.load(RUBRICS / "resnet18_cifar.yaml")
     assert '"$PYTHON" -m pip install -q tqdm torchsummary seaborn' in gradescope._packages_line(rubric)
     assert gradescope._packages_line(_rubric(tmp_path)) == ""
+
+
+def test_check_shows_the_environment_problem_as_an_error_not_a_failure(tmp_path):
+    _rubric(tmp_path)
+    done = run_cli("check", str(_submission(tmp_path)), "--rubric", str(tmp_path / "rubric.yaml"))
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    file_line = next(line for line in lines if line.split()[:2] == ["ERROR", "net.py"])
+    item_line = next(line for line in lines if "net.params" in line)
+    assert f"{MISSING} is not part of this course's environment" in file_line
+    assert item_line.split()[:3] == ["ERROR", "0/5", "net.params"]
+    assert "FAIL" not in done.stdout
