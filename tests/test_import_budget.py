@@ -55,7 +55,7 @@ def test_training_at_import_is_stopped_and_what_came_before_is_graded(tmp_path):
         assert built["param_count"] == 10
         with pytest.raises(StudentFailure) as missing:
             student.call("build", file="net.py", name="Later")
-    assert time.monotonic() - started < 30
+    assert time.monotonic() - started < 55  # stopped by the 1 s budget, not by the 60 s limit
     assert missing.value.kind == "missing"
     assert missing.value.message == (
         "net.py does not define Later before line 16, where its import was stopped (net.py trains a model when "
