@@ -87,3 +87,17 @@ def test_grading_notes_the_stopped_import_and_grades_the_classes(tmp_path):
     assert ("net.py trains a model when imported (line 16: for epoch in range(10 ** 9):), still running after 1 s: "
             "put it under if __name__ == '__main__'; what it defines before that line is graded") in report.notes
     assert report.problems == []
+
+
+def test_a_slow_library_import_is_not_stopped(tmp_path):
+    """Importing seaborn or pandas can take seconds on a busy machine: that is not the student's
+    work at import, and the budget waits until the import statement is done."""
+    (tmp_path / "slowlib.py").write_text("import time\ntime.sleep(2.5)\nREADY = 1\n")
+    source = "import slowlib\n" + TRAINS_AT_IMPORT
+    code = tmp_path / "net.py"
+    code.write_text(source)
+    with StudentProcess({"net.py": code, "slowlib.py": tmp_path / "slowlib.py"},
+                        Limits(timeout_s=60, import_s=1.0)) as student:
+        loaded = student.call("load", file="net.py")
+        assert loaded["stopped"]["line"] == 17  # the training loop, after the 2.5 s import
+        assert student.call("build", file="net.py", name="Net")["param_count"] == 10

@@ -59,7 +59,7 @@ def import_file(workdir: str, filename: str, notebook: dict | None = None, after
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
-        with _time_budget(budget_s):
+        with _time_budget(budget_s, path):
             spec.loader.exec_module(module)
     except ImportStopped as e:
         line = _module_line(e, path)
@@ -73,14 +73,19 @@ def import_file(workdir: str, filename: str, notebook: dict | None = None, after
 
 
 @contextlib.contextmanager
-def _time_budget(seconds: float | None):
+def _time_budget(seconds: float | None, path: str):
     """Raise ImportStopped in this thread after `seconds` (a timer signal: the student's Python
-    code is interrupted between two bytecodes, a long native call when it returns)."""
+    code is interrupted between two bytecodes, a long native call when it returns).  Never
+    inside an `import` the file makes: a slow library (seaborn, pandas) is not the student's
+    work at import; the stop waits until that import is done."""
     if not seconds or threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def stop(signum, frame):
+        if _importing(frame, path):
+            signal.setitimer(signal.ITIMER_REAL, 0.2)  # again shortly, once the library is loaded
+            return
         raise ImportStopped()
 
     previous = signal.signal(signal.SIGALRM, stop)
@@ -90,6 +95,15 @@ def _time_budget(seconds: float | None):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def _importing(frame, path: str) -> bool:
+    """Whether the file's top-level code is inside an import statement at `frame`."""
+    while frame is not None and not (frame.f_code.co_filename == path and frame.f_code.co_name == "<module>"):
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _module_line(e: BaseException, path: str) -> int | None:
