@@ -97,8 +97,8 @@ EXPECTED = {
     "bare_state_dict": (5, 5, 20, 10, 10, 10, 10, 30),
     "data_parallel": (5, 5, 20, 10, 10, 10, 10, 30),
     "dropout_in_head": (5, 5, 20, 10, 10, 10, 10, 30),
-    # Dropout inside the block is not the block the question asks for: it computes another
-    # function in training; Question 2 and the network still earn their points.
+    # Dropout inside the block: graded in eval mode, where dropout passes its input through, the
+    # block computes what the reference computes; its layers and weights are the reference's.
     "dropout_in_block": (5, 5, 20, 10, 10, 10, 10, 30),
     # The skeleton's BasicBlock renamed: Question 1 asks for BasicBlock by name, so it is
     # missing; Question 2 is graded with the student's block standing in by role.
