@@ -322,6 +322,39 @@ def rubric_validate(rubrics: list[str] = typer.Argument(..., help="rubric YAML p
     raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
 
 
+env_app = _App(help="The course's environment: the packages a rubric declares (environment.packages).",
+               no_args_is_help=True)
+app.add_typer(env_app, name="env")
+
+
+@env_app.command("install")
+def env_install(
+    rubric: str = typer.Argument(..., help="rubric YAML path or assignment name"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the pip command without running it"),
+) -> None:
+    """Install the packages the rubric's environment.packages declares, with pip, into the Python that grades."""
+    import shlex
+    import subprocess
+
+    from grader import packages
+
+    rubric_obj = _load_rubric(rubric)
+    console = Console()
+    if not packages.declared(rubric_obj):
+        say(console, f"{rubric_obj.assignment}: the rubric declares no environment.packages: nothing to install")
+        raise typer.Exit(EXIT_OK)
+    command = packages.install_command(rubric_obj)
+    say(console, shlex.join(command))
+    if dry_run:
+        raise typer.Exit(EXIT_OK)
+    done = subprocess.run(command)
+    left = packages.missing(rubric_obj)
+    if done.returncode != 0 or left:
+        say(console, f"still missing: {', '.join(left)}" if left else f"pip failed (exit {done.returncode})")
+        raise typer.Exit(EXIT_FAILED)
+    say(console, f"{rubric_obj.assignment}: {', '.join(packages.declared(rubric_obj))} installed")
+
+
 @rubric_app.command("show")
 def rubric_show(
     rubric: str = typer.Argument(..., help="rubric YAML path or assignment name"),

@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-from grader import checkpoints, datasets, links
+from grader import checkpoints, datasets, links, packages
 from grader.checks import KINDS
 from grader.checks.base import Context, Incomplete, NotGradable, Verdict
 from grader.errors import GraderError
@@ -99,8 +99,8 @@ def grade(submission: Path, rubric: Rubric, options: Options | None = None, *, i
         problems += _failed_cells(student.load_results)
         if not student.sandboxed:
             student_notes.append(unisolated_note())
-        cell_notes = _notebook_notes(student.load_results) + overwritten_notes(
-            student.load_results, handed_in_names(files, readable, Path(submission)))
+        cell_notes = _notebook_notes(student.load_results) + _stopped_notes(student.load_results) + \
+            overwritten_notes(student.load_results, handed_in_names(files, readable, Path(submission)))
 
     # 5. Scores and the report.
     notes = renamed + _link_notes(Path(submission)) + _notes(rubric, reference, selected) + cell_notes + student_notes
@@ -269,7 +269,12 @@ def _run_item(item, context: Context) -> ItemResult:
         extra = {"failure": failure.kind}
         if getattr(failure, "trace", None):
             extra["trace"] = failure.trace  # shown by --verbose
-        verdict = Verdict.zero(failure.message, where=failure.where() or None, details=details, extra=extra)
+        environment = packages.missing_import(failure.message, context.rubric, context.submission)
+        if environment:  # not the student's code: not graded, and said as such
+            verdict = Verdict(0.0, environment, status=ERROR, where=failure.where() or None, details=details,
+                              extra={**extra, "failure": "environment"})
+        else:
+            verdict = Verdict.zero(failure.message, where=failure.where() or None, details=details, extra=extra)
     except Incomplete as e:
         verdict = Verdict.skipped(str(e), extra={"incomplete": e.missing})
     except (NotGradable, datasets.DataNotFound) as e:
@@ -403,8 +408,10 @@ def load_files(rubric: Rubric, student, files: dict[str, Path]) -> list[dict]:
             try:
                 loaded = student.call("load", file=name, timeout=rubric.limits.item_timeout_s)
             except StudentFailure as failure:
-                problems.append({**_problem(name, failure.message, failure.where(), failure.code),
-                                 "trace": getattr(failure, "trace", [])})
+                environment = packages.missing_import(failure.message, rubric, student.own_folder)
+                problem = _problem(name, environment or failure.message, failure.where(), failure.code)
+                problems.append({**problem, "trace": getattr(failure, "trace", []),
+                                 **({"kind": "environment"} if environment else {})})
                 continue
             for broken in (loaded or {}).get("broken", []):  # left out; the rest of the file loaded
                 problems.append(_problem(name, str(broken.get("message")), f"{name}:{broken.get('line')}",
@@ -461,6 +468,21 @@ def _failed_cells(load_results: dict[str, dict]) -> list[dict]:
 
 def _blocked(cell: dict) -> bool:
     return cell["message"].startswith("blocked while grading")
+
+
+def _stopped_notes(load_results: dict[str, dict]) -> list[str]:
+    """Files whose import the time budget stopped: what they defined before is what is graded."""
+    from grader.sandbox.loader import stopped_text
+
+    notes = []
+    for file, result in load_results.items():
+        stopped = result.get("stopped")  # sent by the student's process: checked and cleaned
+        if isinstance(stopped, dict) and isinstance(stopped.get("line"), int) \
+                and isinstance(stopped.get("seconds"), (int, float)):
+            code = "".join(c for c in str(stopped.get("code") or "")[:200] if c.isprintable())
+            stopped = {"line": stopped["line"], "seconds": stopped["seconds"], "code": code}
+            notes.append(f"{stopped_text(file, stopped)}; what it defines before that line is graded")
+    return notes
 
 
 def _notebook_notes(load_results: dict[str, dict]) -> list[str]:

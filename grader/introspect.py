@@ -166,7 +166,7 @@ def record_input_shapes(model: nn.Module, inputs: list[torch.Tensor]) -> dict[st
     return shapes
 
 
-def stand_in(name: str, signature_of) -> type:
+def stand_in(name: str, signature_of, like: type | None = None) -> type:
     """A module class that only records its constructor arguments.
 
     Used in place of a student's class (for example ResidualBlock) while grading
@@ -174,10 +174,12 @@ def stand_in(name: str, signature_of) -> type:
     Plain class attributes of the class it stands for (ResNet's `expansion = 1`)
     are kept: code that builds the stand-ins reads them.
     """
+    like = like or (signature_of if isinstance(signature_of, type) else None)
     constants = {}
-    if isinstance(signature_of, type):
-        constants = {k: v for k, v in vars(signature_of).items()
+    if like is not None:  # `like`: the student's class it stands for, when binding follows the reference
+        constants = {k: v for k, v in vars(like).items()
                      if not k.startswith("__") and isinstance(v, (bool, int, float, str, tuple, type(None)))}
+    if isinstance(signature_of, type):
         signature_of = signature_of.__init__  # bind as the class's own constructor would, self included
     try:
         signature = inspect.signature(signature_of)
@@ -250,6 +252,29 @@ def _signature_stub(params: list[dict]):
     return stub
 
 
+def _role_player(module, target, role: str, args, kwargs, isolate: dict) -> str | None:
+    """The student's class that plays `role` (the class the skeleton names, say BasicBlock) when
+    the file has none of that name: the one of its own module classes that building the target
+    instantiates inside it (the block their _make_layer builds, whatever they called it)."""
+    own = [n for n, v in vars(module).items() if isinstance(v, type) and issubclass(v, nn.Module)
+           and v.__module__ == module.__name__ and n not in isolate and v is not target]
+    for candidate in own:
+        real = vars(module)[candidate]
+        probe = stand_in(role, real)
+        setattr(module, candidate, probe)
+        try:
+            with torch.random.fork_rng(devices=[]):  # probing must not move the seeds of the real build
+                built = target(*(args or []), **(kwargs or {}))
+        except Exception:
+            continue
+        finally:
+            setattr(module, candidate, real)
+        if isinstance(built, nn.Module) and not isinstance(built, probe) and any(
+                isinstance(m, probe) for m in built.modules()):
+            return candidate
+    return None
+
+
 def build(module, name: str, args=(), kwargs=None, isolate: dict | None = None, seed: int | None = None):
     """Call `name` from `module`, with the classes in `isolate` replaced by stand-ins.
 
@@ -263,8 +288,14 @@ def build(module, name: str, args=(), kwargs=None, isolate: dict | None = None, 
         return copy.deepcopy(target)
     saved = {}
     for other, reference_params in (isolate or {}).items():
-        saved[other] = vars(module).get(other, _MISSING)
-        own = saved[other]
+        own = vars(module).get(other, _MISSING)
+        player = _role_player(module, target, other, args, kwargs, isolate) if own is _MISSING else None
+        if player is not None:  # the student's own name for the class: it stands in under the role's name
+            saved[player] = vars(module)[player]
+            signature_of = _signature_stub(reference_params) if reference_params else saved[player]
+            setattr(module, player, stand_in(other, signature_of, like=saved[player]))
+            continue
+        saved[other] = own
         signature_of = own if own is not _MISSING else _signature_stub(reference_params or [])
         setattr(module, other, stand_in(other, signature_of))
     try:

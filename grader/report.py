@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from grader.results import FAILED, PARTIAL, PASSED, SKIPPED, UNCERTAIN, GradeReport, ItemResult
+from grader.results import ERROR, FAILED, PARTIAL, PASSED, SKIPPED, UNCERTAIN, GradeReport, ItemResult
 from grader.safe_text import shown
 
 _LABEL = {PASSED: "PASS", PARTIAL: "PART", FAILED: "FAIL", SKIPPED: "SKIP", UNCERTAIN: "UNSURE", "error": "ERROR"}
@@ -36,7 +36,7 @@ def _rich(report: GradeReport, console: Console, verbose: bool) -> None:
     table.add_column("Status", no_wrap=True)
     table.add_column("Reason")
     for p in report.problems:
-        table.add_row(escape(shown(p["file"])), "", f"[red]{_LABEL[FAILED]}[/]", escape(shown(_problem_reason(p))))
+        table.add_row(escape(shown(p["file"])), "", f"[red]{_problem_label(p)}[/]", escape(shown(_problem_reason(p))))
     for r in report.results:
         style = _STYLE.get(r.status, "")
         table.add_row(escape(shown(r.id)), f"{points(r.points)}/{points(r.max_points)}",
@@ -64,7 +64,7 @@ def _plain(report: GradeReport, console: Console, verbose: bool) -> None:
     print_ = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
     print_(f"{shown(report.assignment)}: {shown(report.submission)}")
     for p in report.problems:  # before the items: what failed to load explains what follows
-        print_(f"{_LABEL[FAILED]:6} {'':>9}  {shown(p['file']):<{width}}  {shown(_problem_reason(p))}")
+        print_(f"{_problem_label(p):6} {'':>9}  {shown(p['file']):<{width}}  {shown(_problem_reason(p))}")
         for line in _problem_lines(p, verbose):
             print_(f"{'':6} {'':>9}  {'':<{width}}  {shown(line)}")
     for r in report.results:
@@ -81,6 +81,11 @@ def _problem_lines(p: dict, verbose: bool) -> list[str]:
     if verbose and p.get("trace"):
         lines += ["traceback, your code only (innermost last):"] + [f"  {t}" for t in p["trace"]]
     return lines
+
+
+def _problem_label(p: dict) -> str:
+    """FAIL for the student's code; ERROR for what the grading environment lacks (not theirs)."""
+    return _LABEL[ERROR] if p.get("kind") == "environment" else _LABEL[FAILED]
 
 
 def _problem_reason(p: dict) -> str:

@@ -67,6 +67,7 @@ fi
 # (offline), else from the package index.
 "$PYTHON" -m pip install -q --find-links "$HERE/wheels" "$HERE"/wheels/{wheel}
 "$PYTHON" -c "import grader.authoring.gradescope" && echo "grader installed"
+{packages}
 "$PYTHON" -c "from grader.sandbox.boundary import available; ok, why = available(); \
 print('OS sandbox: bubblewrap' if ok else 'OS sandbox: NOT AVAILABLE (' + why + '): submissions will be refused')"
 """
@@ -117,13 +118,26 @@ def autograder(rubric: Rubric, out: Path, *, checkpoint_dirs: list[Path] = (), d
     members[rubric_name] = rewrite_paths(text, paths).encode()
     wheel_name, wheel = build_wheel()
     members[f"wheels/{wheel_name}"] = wheel
-    members["setup.sh"] = SETUP_SH.format(torch=TORCH_PAIR, wheel=wheel_name).encode()
+    members["setup.sh"] = SETUP_SH.format(torch=TORCH_PAIR, wheel=wheel_name, packages=_packages_line(rubric)).encode()
     members["run_autograder"] = RUN_AUTOGRADER.format(
         rubric=rubric_name, unsafe=" --unsafe-no-isolation" if unsafe_no_isolation else "").encode()
     if unsafe_no_isolation:
         notes.append("--unsafe-no-isolation: where Gradescope's image cannot start bubblewrap, students' code runs "
                      "with Gradescope's container as its only boundary")
     return write_zip(Path(out), members, executable=("setup.sh", "run_autograder")), notes
+
+
+def _packages_line(rubric: Rubric) -> str:
+    """The course's environment (rubric environment.packages), installed into the image."""
+    import shlex
+
+    from grader import packages
+
+    declared = packages.declared(rubric)
+    if not declared:
+        return ""
+    return ("# the course's environment (rubric environment.packages)\n"
+            f'"$PYTHON" -m pip install -q {shlex.join(declared)}\n')
 
 
 def _files(folder: Path) -> list[Path]:

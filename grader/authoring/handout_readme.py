@@ -33,6 +33,16 @@ def describe(item) -> str:
     return item.title or item.id
 
 
+def _environment_lines(public: Rubric) -> list[str]:
+    """The course's packages besides PyTorch (rubric environment.packages): the only others graded code may import."""
+    declared = list(public.environment.packages) if public.environment else []
+    if not declared:
+        return []
+    return [f"The course's environment also has {', '.join(f'`{p}`' for p in declared)}: your files may import "
+            "these (`python -m pip install " + " ".join(declared) + "`); a file importing another package that is "
+            "not installed where your work is graded cannot be graded.", ""]
+
+
 def student(public: Rubric, files: list[str], checkpoints: list[str], install: str) -> str:
     name = public.assignment
     title = public.title or name
@@ -55,6 +65,7 @@ def student(public: Rubric, files: list[str], checkpoints: list[str], install: s
         "or newer and uses the PyTorch you have (Colab's, say). On a laptop without PyTorch, install the CPU "
         "build first: `python -m pip install torch torchvision --extra-index-url "
         "https://download.pytorch.org/whl/cpu`.", "",
+        *_environment_lines(public),
         "## Check your work", "",
         "In this folder:", "",
         "```console", "$ grader check .", "```", "",

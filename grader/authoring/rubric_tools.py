@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from grader import packages
 from grader.authoring import skeleton
 from grader.rubric import PUBLIC_VISIBILITY, Rubric
 from grader.rubric.messages import line_of
@@ -67,6 +68,10 @@ def lint(rubric: Rubric) -> list[Finding]:
                                     f"item '{item.id}' is visible: a blank's expected value is an answer, and the "
                                     "handout's answers file would hold it (make it `visibility: hidden` or "
                                     "`after_published`)"))
+    for spec in packages.missing(rubric):
+        findings.append(Finding("warning", line("environment", "packages"),
+                                f"package {spec!r} of environment.packages is not installed here: students' files "
+                                f"that import it cannot be graded; run `grader env install {rubric.assignment}`"))
     if not any(i.visibility == PUBLIC_VISIBILITY for i in rubric.items):
         findings.append(Finding("warning", line("items"), "no item is visible: students have nothing to self-check"))
     return findings

@@ -69,6 +69,9 @@ REASONS: dict[str, tuple[str, str]] = {
                "PyTorch; write your own functions instead."),
     "checkpoint": ("checkpoint refused", "Your checkpoint file could not be loaded safely. Save the weights "
                    "alone with torch.save(model.state_dict(), PATH) and submit that file."),
+    "environment": ("grading environment lacks a package", "Your code imports a package that the grading "
+                    "environment does not have. This is not counted as a mistake in your code: your instructor "
+                    "sees it and decides (the course may provide the package, or ask you to do without it)."),
     "internal": ("grader error", "The grader failed on this item; your instructor has been told."),
 }
 _OTHER_REASONS = {"wrong": "wrong result", "partial": "partial credit", "uncertain": "uncertain",
@@ -405,10 +408,21 @@ def summary_markdown(s: Summary) -> str:
     width = max([len(label) for label, _ in s.histogram] + [1])
     for label, count in s.histogram:
         lines.append(f"{label:>{width}} | {'#' * round(30 * count / peak):<30} {count}")
-    lines += ["```", "", "## Failures by reason", ""]
-    if not s.failures:
+    environment = s.failures.get("environment")
+    if environment:  # not the students' code: the instructor's to fix (grader env install), then grade again
+        lines += ["```", "", f"## Environment problems: {len(environment)} student{'s' * (len(environment) != 1)}",
+                  "", "Not graded: their code imports a package this grading environment lacks (see "
+                  "`environment.packages` in the rubric and `grader env install`).", "",
+                  f"e.g. {_md(s.examples.get('environment', ''))}", ""]
+        lines += [f"- {_md(student)}: {_md(', '.join(items))}" for student, items in environment.items()]
+        lines += [""]
+    else:
+        lines += ["```", ""]
+    failures = {reason: students for reason, students in s.failures.items() if reason != "environment"}
+    lines += ["## Failures by reason", ""]
+    if not failures:
         lines += ["None.", ""]
-    for reason, students in s.failures.items():
+    for reason, students in failures.items():
         lines.append(f"### {_md(reason_label(reason))}: {len(students)} student{'s' * (len(students) != 1)}")
         lines.append("")
         lines.append(f"e.g. {_md(s.examples.get(reason, ''))}")

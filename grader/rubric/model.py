@@ -39,6 +39,18 @@ class Limits(BaseModel):
                            "have at once (PyTorch's own threads count)")
     open_files: int = Field(1024, ge=64, le=1 << 20, description="files the student's process may hold open")
     cpu_s: float = Field(3600, gt=0, description="CPU time one student process may use")
+    import_s: float = Field(10, gt=0, description=(
+        "time importing one .py file may take: a file still running then (training at import) is stopped "
+        "there, and the classes and functions it defined before that line are graded"))
+
+
+class Environment(BaseModel):
+    """The Python packages the course provides besides PyTorch (`grader env install` installs them)."""
+
+    model_config = ConfigDict(extra="forbid")
+    packages: list[str] = Field(default_factory=list, description=(
+        "pip names, optionally with versions (tqdm, torchsummary, seaborn, scikit-learn>=1.3): students' files "
+        "may import them; an import of another missing package is an environment problem, not a code error"))
 
 
 class SlurmResources(BaseModel):
@@ -101,6 +113,7 @@ class Rubric(BaseModel):
     data: DataSpec = Field(default_factory=DataSpec, description="the data set accuracy items measure on")
     limits: Limits = Field(default_factory=Limits, description="time, memory and other hard limits for the student's code")
     slurm: SlurmResources | None = Field(None, description="resources per job when a class is graded on Slurm")
+    environment: Environment | None = Field(None, description="packages the course's environment provides")
     notebook: NotebookOptions | None = Field(None, description="how notebook (.ipynb) submissions are run")
     items: list[AnyItem] = Field(min_length=1, description="what is graded, in report order")
     late: LatePolicy | None = Field(None, description="penalty for late submissions (grader batch and rescore)")

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from grader.errors import GraderError
-from grader.sandbox import cgroups, fresh, gpu
+from grader.sandbox import cgroups, environment, fresh, gpu
 
 INSIDE = "/submission"  # the student's folder inside: the same for everyone
 NOBODY = 65534
@@ -191,13 +191,15 @@ class Sandbox:
         package = grader_package()
         args = ["bwrap", *_namespace_args(userns_args), *_system_binds()]
         roots = _python_roots() + [str(package)]
-        args += _parent_dirs(roots + list(self.binds))
+        libraries = environment.sandbox_args()  # what ordinary library code needs (matplotlib's fonts)
+        args += _parent_dirs(roots + list(self.binds) + libraries[2::3])
         for root in roots:
             args += ["--ro-bind", root, root]
         if (package / "data").is_dir():
             args += ["--tmpfs", str(package / "data")]  # the labelled CIFAR-10 sample: never inside
         for path in self.binds:
             args += ["--ro-bind", path, path]
+        args += libraries
         args += gpu.bwrap_args(bound=roots) if self.device.startswith("cuda") else []  # nodes, driver libraries
         args += ["--bind", self.workdir, INSIDE, "--chdir", INSIDE, "--clearenv",
                  "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", "/tmp"]

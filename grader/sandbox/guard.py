@@ -29,7 +29,7 @@ import types
 from dataclasses import dataclass, field
 from typing import Callable
 
-from grader.sandbox import landlock
+from grader.sandbox import environment, landlock
 
 
 @dataclass
@@ -204,6 +204,7 @@ def _clean_environment(policy: Policy) -> None:
     os.environ["TMPDIR"] = os.path.join(policy.workdir, "tmp")
     os.environ["OMP_NUM_THREADS"] = str(policy.threads)
     os.environ["TORCH_HOME"] = os.path.join(policy.workdir, "tmp", "torch")
+    os.environ.update(environment.variables(policy.workdir))  # matplotlib without a display or fc-list
 
 
 def _protected_owners() -> dict[str, object]:

@@ -23,6 +23,7 @@ class Limits:
     processes: int = 256  # processes and threads at once
     open_files: int = 1024
     cpu_s: float = 3600.0  # CPU time of one student process
+    import_s: float | None = None  # importing one .py file; then it is stopped, and what it defined is kept
 
     def process_key(self) -> tuple:
         """The limits a student's process is started with: a change needs a new process."""

@@ -7,11 +7,14 @@ would shadow a module Python or the grader needs.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import linecache
 import os
 import re
+import signal
 import sys
+import threading
 import traceback
 import types
 
@@ -20,6 +23,12 @@ from grader.sandbox.layers import layer_of
 from grader.sandbox.partial_import import partial_source
 
 _CELL_FILENAME = re.compile(r"^<(?P<notebook>.+) cell (?P<cell>\d+)>$")
+STOPPED = "__grader_import_stopped__"  # on a module whose import the budget stopped: where, and after how long
+
+
+class ImportStopped(BaseException):
+    """Raised in the student's thread when importing its file takes longer than the rubric's
+    limits.import_s: a BaseException, so that the student's `except Exception` lets it through."""
 
 
 def module_name_for(filename: str) -> str:
@@ -32,9 +41,14 @@ def module_name_for(filename: str) -> str:
     return clean
 
 
-def import_file(workdir: str, filename: str, notebook: dict | None = None, after_cell=None) -> types.ModuleType:
+def import_file(workdir: str, filename: str, notebook: dict | None = None, after_cell=None,
+                budget_s: float | None = None) -> types.ModuleType:
     """Import a submission file; a notebook (.ipynb) runs as grader.notebook describes,
-    with the rubric's `notebook` options, calling `after_cell(outcome)` after each cell."""
+    with the rubric's `notebook` options, calling `after_cell(outcome)` after each cell.
+
+    A .py file still running after `budget_s` (a script that trains its model when imported)
+    is stopped there; the module keeps what it defined so far, and says where it stopped
+    (its STOPPED attribute: line, code, seconds)."""
     path = os.path.join(workdir, filename)
     if not os.path.isfile(path):
         raise StudentError({"kind": "missing", "message": f"{filename} is not in the submission", "file": filename})
@@ -47,11 +61,17 @@ def import_file(workdir: str, filename: str, notebook: dict | None = None, after
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
-        try:
-            spec.loader.exec_module(module)
-        except SyntaxError as e:
-            if e.filename != path or not _import_partially(module, path, workdir):
-                raise
+        with _time_budget(budget_s, path):
+            try:
+                spec.loader.exec_module(module)
+            except SyntaxError as e:
+                if e.filename != path or not _import_partially(module, path, workdir):
+                    raise
+    except ImportStopped as e:
+        line = _module_line(e, path)
+        if line is not None:  # else it ended just as the budget ran out: the module is whole
+            setattr(module, STOPPED, {"line": line, "code": linecache.getline(path, line).strip(),
+                                      "seconds": budget_s})
     except BaseException as e:  # the student's code may raise anything, SystemExit included
         sys.modules.pop(name, None)
         raise StudentError(describe_exception(e, workdir, while_doing=f"importing {filename}")) from None
@@ -84,6 +104,71 @@ def broken_name(module: types.ModuleType, name: str) -> dict | None:
         if name in info["names"]:
             return {k: v for k, v in info.items() if k != "names"}
     return None
+
+
+@contextlib.contextmanager
+def _time_budget(seconds: float | None, path: str):
+    """Raise ImportStopped in this thread after `seconds` (a timer signal: the student's Python
+    code is interrupted between two bytecodes, a long native call when it returns).  Never
+    inside an `import` the file makes: a slow library (seaborn, pandas) is not the student's
+    work at import; the stop waits until that import is done."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        if _importing(frame, path):
+            signal.setitimer(signal.ITIMER_REAL, 0.2)  # again shortly, once the library is loaded
+            return
+        raise ImportStopped()
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _importing(frame, path: str) -> bool:
+    """Whether the file's top-level code is inside an import statement at `frame`."""
+    while frame is not None and not (frame.f_code.co_filename == path and frame.f_code.co_name == "<module>"):
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _module_line(e: BaseException, path: str) -> int | None:
+    """The line of the file's top-level code that was running (the training loop, or the call
+    that trains), rather than the innermost line inside a function it called."""
+    for frame in traceback.extract_tb(e.__traceback__):
+        if frame.filename == path and frame.name == "<module>":
+            return _statement_start(path, frame.lineno)
+    return None
+
+
+def _statement_start(path: str, line: int) -> int:
+    """The first line of the top-level statement holding `line`: the `for epoch ...:` of a loop."""
+    import ast
+
+    try:
+        with open(path, "rb") as f:
+            tree = ast.parse(f.read())
+    except (OSError, SyntaxError, ValueError):
+        return line
+    for statement in tree.body:
+        if statement.lineno <= line <= (statement.end_lineno or statement.lineno):
+            return statement.lineno
+    return line
+
+
+def stopped_text(filename: str, stopped: dict) -> str:
+    """'resnet.py trains a model when imported (line 120, ...): put it under if __name__ == ...'."""
+    code = f": {stopped['code']}" if stopped.get("code") else ""
+    return (f"{filename} trains a model when imported (line {stopped['line']}{code}), still running after "
+            f"{stopped['seconds']:g} s: put it under if __name__ == '__main__'")
 
 
 def _import_notebook(path: str, filename: str, name: str, options: dict | None, after_cell) -> types.ModuleType:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from grader.errors import GraderError
-from grader.sandbox import boundary, fail_closed, fresh, protocol
+from grader.sandbox import boundary, environment, fail_closed, fresh, protocol
 from grader.sandbox.limits import LIMIT_KINDS, Limits, message as limit_message  # noqa: F401  (Limits: its home)
 from grader.sandbox.children import LocalChild, SandboxedChild, main_module_hidden  # noqa: F401
 from grader.sandbox.guard import system_read_roots
@@ -183,7 +183,8 @@ class StudentProcess:
                             device=self.device, private=self.private, notebook=self.notebook,
                             weight_caches=weight_caches, boundary=self.sandboxed,
                             disk_bytes=int(self.limits.disk_mb * (1 << 20)), processes=self.limits.processes,
-                            open_files=self.limits.open_files, cpu_s=self.limits.cpu_s)
+                            open_files=self.limits.open_files, cpu_s=self.limits.cpu_s,
+                            font_cache=environment.font_cache(), import_s=self.limits.import_s)
 
     def _start(self) -> None:
         from grader.sandbox import pretrained

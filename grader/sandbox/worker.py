@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 import torch
 
 from grader import checkpoints, evaluate, introspect, notebook, training
-from grader.sandbox import guard, layers, limits, pretrained, protocol
-from grader.sandbox.loader import StudentError, broken_name, describe_exception, import_file
+from grader.sandbox import environment, guard, layers, limits, pretrained, protocol
+from grader.sandbox.loader import (STOPPED, StudentError, broken_name, describe_exception, import_file,
+                                   stopped_text)
 
 _real_exit = os._exit
 
@@ -43,6 +44,8 @@ class WorkerConfig:
     processes: int = 256  # processes and threads
     open_files: int = 1024
     cpu_s: float = 3600.0
+    font_cache: str | None = None  # matplotlib's prebuilt font list (grader.sandbox.environment)
+    import_s: float | None = None  # a .py file's import is stopped after this long (rubric limits.import_s)
 
 
 def serve(conn, output, config: WorkerConfig) -> None:
@@ -74,6 +77,7 @@ def serve(conn, output, config: WorkerConfig) -> None:
     policy = guard.Policy(workdir=config.workdir, read_roots=config.read_roots + weight_caches,
                           memory_bytes=config.memory_bytes, threads=config.threads, private=config.private,
                           notify=lambda message: send({"note": message}), boundary=config.boundary)
+    environment.prepare(config.workdir, config.font_cache)
     status = guard.enter(policy, output_fd)
     # On SIGUSR1, print where the code is (the grader asks before stopping a timed-out operation).
     faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
@@ -173,7 +177,8 @@ class Worker:
         if file not in self.modules:
             self._violation_mark = len(self.policy.violations)
             before = _folder_state(self.config.workdir)
-            self.modules[file] = import_file(self.config.workdir, file, self.config.notebook, self._after_cell)
+            self.modules[file] = import_file(self.config.workdir, file, self.config.notebook, self._after_cell,
+                                             budget_s=self.config.import_s)
             self.wrote[file] = _written(before, _folder_state(self.config.workdir))
         return self.modules[file]
 
@@ -196,6 +201,10 @@ class Worker:
                     raise StudentError(broken)
                 run = notebook.notebook_run(module)
                 message = run.missing(name) if run is not None else f"{file} does not define {name}"
+                stopped = getattr(module, STOPPED, None)
+                if stopped:  # defined further down than its import was allowed to run
+                    message = (f"{file} does not define {name} before line {stopped['line']}, where its import "
+                               f"was stopped ({stopped_text(file, stopped)})")
                 raise StudentError({"kind": "missing", "file": file, "message": message})
             obj = getattr(obj, part)
         return obj
@@ -218,6 +227,8 @@ class Worker:
     def op_load(self, file: str) -> dict:
         module = self._module(file)
         out = {"names": sorted(n for n in vars(module) if not n.startswith("_"))}
+        if getattr(module, STOPPED, None):
+            out["stopped"] = getattr(module, STOPPED)
         run = notebook.notebook_run(module)
         if run is not None:
             out["notebook"] = run.report()
