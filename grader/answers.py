@@ -1,7 +1,7 @@
 """What the checks compare against, without the reference solution: an answers file.
 
 The checks ask a *reference provider* for what they compare with (a model built with
-seeded weights and its outputs, a description of its layers, a function's result, a
+seeded weights and its outputs, its layers (sealed), a function's result, a
 notebook variable, an optimizer's settings).  `grader.reference.Reference` answers by
 running the instructor's code.  Here are the two other providers:
 
@@ -16,6 +16,12 @@ sidecar <name>.json (never pickle, never code).  Answers are keyed by the questi
 public seeds the handout's rubric holds.  The instructor's rubric can add a secret
 `grading_seed`: real grading then draws other weights and inputs, and stored outputs
 are worth nothing there.
+
+Layers are never described in the file: a handout's checks conceal (`conceals`), so they
+ask for the reference's layers sealed (grader.structure_diff.seal: salted digests of every
+type, argument and weight shape), which tells which of the student's settings differs and
+never what it should be.  The weights themselves are stored (equivalence loads them into
+the student's model), so their shapes are readable: a question's layers must take them.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import torch
 from grader.checks.base import NotGradable
 from grader.reference import Reference, ReferenceUnavailable
 
-FORMAT = 1
+FORMAT = 2  # 2: layers sealed (digests), never described
 _MISSING_TEXT = ("is not in the handout's answers file (it only holds what the public items ask with their "
                  "public seeds); this item is graded by the instructor")
 
@@ -146,8 +152,14 @@ class Recorder:
         self.answers[key] = value
         return value
 
+    def conceals(self, item) -> bool:
+        return True  # what is recorded here is read by students: sealed, never described
+
     def describe(self, *args, **kwargs):
         return self._ask("describe", *args, **kwargs)
+
+    def sealed(self, *args, **kwargs):
+        return self._ask("sealed", *args, **kwargs)
 
     def describe_module(self, *args, **kwargs):
         return self._ask("describe_module", *args, **kwargs)
@@ -167,11 +179,11 @@ class Recorder:
     def build(self, *args, **kwargs):
         key = _key("build", args, kwargs)
         model = self.reference.build(*args, **kwargs)
-        # A failing submission's verdict explains itself with the reference's layers: keep them too.
+        # A failing submission's verdict names its layers that differ: keep the reference's, sealed.
         bound = inspect.signature(Reference.build).bind(None, *args, **kwargs)
         bound.apply_defaults()
         a = bound.arguments
-        self.describe(a["file"], a["name"], a["args"], a["kwargs"], a["isolate"], section=a["section"])
+        self.sealed(a["file"], a["name"], a["args"], a["kwargs"], a["isolate"], section=a["section"])
         outputs = self._outputs.setdefault(key, {})
 
         def remember(module, inputs, output):
@@ -258,8 +270,14 @@ class Answers:
             raise NotGradable(f"the reference's {method} for this question {_MISSING_TEXT}")
         return _decode(self._answers[key], self._tensors)
 
+    def conceals(self, item) -> bool:
+        return True  # a handout: no message states the reference's values
+
     def describe(self, *args, **kwargs):
         return self._answer("describe", *args, **kwargs)
+
+    def sealed(self, *args, **kwargs):
+        return self._answer("sealed", *args, **kwargs)
 
     def describe_module(self, *args, **kwargs):
         return self._answer("describe_module", *args, **kwargs)

@@ -391,16 +391,20 @@ def bundle(
                                     "checkpoints"),
     with_checkpoints: bool = typer.Option(False, "--with-checkpoints", help="student bundle: include the "
                                           "instructor's checkpoints that visible items use"),
-    install: str = typer.Option(bundle_module.DEFAULT_INSTALL, "--install", help="student bundle: the install "
-                                "command the README shows"),
+    install: Optional[str] = typer.Option(None, "--install", help="student bundle: the install command the README "
+                                          "shows, e.g. 'python -m pip install cnn-grader' once published (nothing "
+                                          "carried; default: install from the handout's wheels/)"),
+    install_url: Optional[str] = typer.Option(None, "--install-url", help="student bundle: install the grader from "
+                                              "this URL of its wheel (nothing carried)"),
+    platforms: Annotated[list[str], typer.Option("--platform", help="student bundle: carry the dependencies' "
+                                                 "wheels for this platform (repeatable: linux, linux-arm, macos, "
+                                                 "macos-intel, windows; default: linux, macos, windows)")] = [],
     gradescope: bool = typer.Option(False, "--gradescope", help="Gradescope's autograder zip: setup.sh, "
                                     "run_autograder, the full rubric, reference, checkpoints, a wheel of grader"),
     checkpoints: Annotated[list[Path], typer.Option("--checkpoints", "-c", help="--gradescope: folder with the "
                                                     "instructor's checkpoints to carry (repeatable)")] = [],
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="--gradescope: the test set to carry "
                                                      "(default: accuracy on the embedded sample)")] = None,
-    with_wheel: bool = typer.Option(False, "--with-wheel", help="student bundle: carry this grader as a wheel "
-                                    "(wheels/), which the README installs: works offline"),
     unsafe_no_isolation: bool = typer.Option(False, "--unsafe-no-isolation", help="--gradescope: grade even where "
                                              "Gradescope's image cannot start bubblewrap (its container is then "
                                              "the only boundary); without it such an autograder refuses"),
@@ -412,11 +416,17 @@ def bundle(
         _fail_usage("--checkpoints and --data-dir apply to --gradescope")
     if unsafe_no_isolation and not gradescope:
         _fail_usage("--unsafe-no-isolation applies to --gradescope (a handout runs no student code)")
+    if (install or install_url or platforms) and not student:
+        _fail_usage("--install, --install-url and --platform apply to --student")
+    if install and install_url:
+        _fail_usage("give --install or --install-url, not both")
     rubric_obj = _load_rubric(assignment)
     notes: list[str] = []
     if student:
         made = bundle_module.student(rubric_obj, output, with_checkpoints=with_checkpoints, install=install,
-                                     with_wheel=with_wheel)
+                                     install_url=install_url,
+                                     platforms=tuple(platforms) or bundle_module.wheel.DEFAULT_PLATFORMS)
+        notes = made.notes
     elif instructor:
         made = bundle_module.instructor(rubric_obj, output)
     else:

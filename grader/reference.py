@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
+import hashlib
 import importlib.util
 import io
 import sys
@@ -17,7 +19,7 @@ from pathlib import Path
 import torch
 
 from grader.errors import GraderError
-from grader import introspect
+from grader import introspect, structure_diff
 from grader.sandbox import pretrained
 
 
@@ -26,8 +28,11 @@ class ReferenceUnavailable(GraderError):
 
 
 class Reference:
-    def __init__(self, folder: Path, on_note=None, notebook=None):
+    def __init__(self, folder: Path, on_note=None, notebook=None, conceal_visible: bool = False):
         self.folder = Path(folder)
+        # Messages of items students read before the deadline (Gradescope's `visible`) do not quote
+        # the reference (grader.structure_diff); the instructor's own runs and batch feedback do.
+        self.conceal_visible = conceal_visible
         self.on_note = on_note  # e.g. pretrained weights that were not available offline
         self.notebook = notebook  # the rubric's notebook options (grader.notebook.NotebookOptions)
         self._modules: dict[str, object] = {}
@@ -124,6 +129,37 @@ class Reference:
         nodes = self.describe(file, name, args, kwargs, isolate)["nodes"]
         return {"nodes": {path: node for path, node in nodes.items()
                           if path == module or path.startswith(f"{module}.")}}
+
+    def conceals(self, item) -> bool:
+        """Whether the messages of `item` must not state the reference's values."""
+        return self.conceal_visible and item.visibility == "visible"
+
+    @functools.cached_property
+    def salt(self) -> str:
+        """The salt of sealed descriptions: from the reference's files, so the same reference
+        gives the same handout (byte for byte) and another reference other digests."""
+        h = hashlib.sha256()
+        for path in sorted(p for p in self.folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+            h.update(path.relative_to(self.folder).as_posix().encode() + b"\0" + path.read_bytes())
+        return h.hexdigest()[:16]
+
+    def sealed(self, file: str, name: str, args=(), kwargs=None, isolate: list[str] = (), module: str | None = None,
+               section: str | None = None) -> dict:
+        """The model's description with every value a salted digest (structure_diff.seal): what a
+        check compares with where its messages must not state the answer.  With `module`, that
+        module's subtree only (a handout ships it: it must not hold other answers)."""
+        described = self.describe(file, name, args, kwargs, isolate, section=section)
+        nodes = described["nodes"]
+        out = {"salt": self.salt}
+        if module is not None:
+            nodes = {path: node for path, node in nodes.items() if path == module or path.startswith(f"{module}.")}
+        else:
+            out["param_count"] = structure_diff.fingerprint(self.salt, described["param_count"])
+        if module is None and section is None:  # the defaults of its constructor (blanks: default_of)
+            out["defaults"] = {p["name"]: structure_diff.fingerprint(self.salt, p["default"])
+                               for p in self.signature(file, name) if p["has_default"]}
+        out["nodes"] = structure_diff.seal(nodes, self.salt)
+        return out
 
     def describe(self, file: str, name: str, args=(), kwargs=None, isolate: list[str] = (),
                  input_shapes: list | None = None, section: str | None = None) -> dict:

@@ -1,7 +1,8 @@
 """Public checks without the solution: a handout made by `grader bundle --student` checks
 the public items from its answers file (no reference anywhere) and gives the verdicts,
-messages and details of the instructor's grading with the reference; outputs replayed
-from that file earn nothing in real grading (grading_seed)."""
+messages and details of the instructor's grading with the reference where messages are
+concealed (as on Gradescope), the verdicts of the instructor's precise grading; outputs
+replayed from that file earn nothing in real grading (grading_seed)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from grader import grading, rubric
 from grader.answers import Answers, digest
 from grader.authoring import bundle
 from grader.options import Options
+from grader.reference import Reference
 from tests.conftest import REFERENCE, RUBRICS, SKELETONS, run_cli
 from tests.notebooks import reference_cells, write_notebook
 
@@ -139,12 +141,13 @@ def _tests(report: dict) -> list[tuple]:
     return [(t["extra_data"]["id"], t["extra_data"]["status"], t["score"], t["output"]) for t in report["tests"]]
 
 
-def _instructor(folder: Path, assignment: str, ids: list[str], *, public_seeds: bool) -> list[tuple]:
+def _instructor(folder: Path, assignment: str, ids: list[str], *, public_seeds: bool, conceal: bool) -> list[tuple]:
     full = rubric.load(RUBRICS / f"{assignment}.yaml")
     if public_seeds:  # what the handout's answers were computed with
         full = full.model_copy(update={"grading_seed": None})
     options = Options(train_if_missing=False)
-    return _tests(grading.grade(folder, full, options, items=ids).to_gradescope())
+    reference = Reference(full.reference_dir(), notebook=full.notebook, conceal_visible=conceal)
+    return _tests(grading.grade(folder, full, options, items=ids, reference=reference).to_gradescope())
 
 
 @pytest.mark.parametrize("assignment, kind", [(a, k) for a in SUBMISSIONS for k in SUBMISSIONS[a]])
@@ -166,11 +169,12 @@ def test_the_handout_gives_the_instructors_verdicts_and_messages(tmp_path, hando
     assert [t[0] for t in student] == ids
     assert not [t for t in student if t[1] in ("skipped", "error")], student  # every item was checked
 
-    # Exactly what the instructor's grading says with the reference and the same (public) seeds.
-    assert student == _instructor(folder, assignment, ids, public_seeds=True)
-    # With the secret grading seed the numbers in a message may differ, never the verdict.
+    # Exactly what the instructor's grading says with the reference and the same (public) seeds,
+    # with the messages students read before the deadline (concealed, as on Gradescope).
+    assert student == _instructor(folder, assignment, ids, public_seeds=True, conceal=True)
+    # With the secret grading seed and precise messages, the messages differ, never the verdict.
     if assignment in ("cnn_architecture", "pytorch_basics"):
-        secret = _instructor(folder, assignment, ids, public_seeds=False)
+        secret = _instructor(folder, assignment, ids, public_seeds=False, conceal=False)
         assert [t[:3] for t in student] == [t[:3] for t in secret]
     statuses = {t[1] for t in student}
     if kind == "correct":

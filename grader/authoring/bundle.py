@@ -8,28 +8,27 @@ and no line of a solution block may be in it.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from grader.authoring import handout_readme, skeleton
+from grader.authoring import handout_readme, skeleton, wheel
 from grader.errors import GraderError
 from grader.rubric import Rubric, json_schema
 
 # Fixed timestamps: the same sources give byte-identical zips.
 _ZIP_TIME = (2020, 1, 1, 0, 0, 0)
-DISTRIBUTION = "cnn-grader"  # our name on the package index ("grader" there is another project)
-DEFAULT_INSTALL = f"python -m pip install {DISTRIBUTION}"
+DISTRIBUTION = wheel.DISTRIBUTION  # our name on the package index ("grader" there is another project)
+INDEX_INSTALL = f"python -m pip install {DISTRIBUTION}"  # once it is published there
+CARRIED_INSTALL = f"python -m pip install --no-index --find-links wheels {DISTRIBUTION}"  # from the handout's wheels/
 ANSWERS_NAME = "answers.json"  # and answers.safetensors beside it
 SCHEMA_COMMENT = "# yaml-language-server: $schema="
 _BINARY_SUFFIXES = (".safetensors", ".whl")  # numbers and a zip: no line of text to leak
 _CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth", ".safetensors", ".bin", ".tar")
+_STORED_SUFFIXES = _CHECKPOINT_SUFFIXES + (".whl",)  # already compressed: stored as they are
 
 
 class BundleError(GraderError):
@@ -40,36 +39,64 @@ class BundleError(GraderError):
 class Bundle:
     path: Path
     members: list[str]
+    notes: list[str] = field(default_factory=list)  # for the instructor: what the bundle could not do
 
 
-def student(rubric: Rubric, out: Path, *, with_checkpoints: bool = False,
-            install: str = DEFAULT_INSTALL, with_wheel: bool = False) -> Bundle:
-    """skeleton files + <assignment>.yaml (public items only) + README.md, under <assignment>/."""
+def student(rubric: Rubric, out: Path, *, with_checkpoints: bool = False, install: str | None = None,
+            install_url: str | None = None, platforms: tuple[str, ...] = wheel.DEFAULT_PLATFORMS) -> Bundle:
+    """skeleton files + <assignment>.yaml (public items only) + README.md, under <assignment>/.
+
+    How students install the grader: by default from wheels/ in the handout (this grader and its
+    dependencies, for `platforms`), offline; from `install_url` (a wheel the instructor hosts);
+    or with the `install` command given (`python -m pip install cnn-grader` once published)."""
     files = _student_files(rubric)
     public = rubric.public_view()
     answers = _public_answers(rubric, public)
     if answers:
         public = public.model_copy(update={"answers": ANSWERS_NAME})
     checkpoints = _instructor_checkpoints(rubric, public) if with_checkpoints else {}
-    wheel = _wheel() if with_wheel else None
-    if wheel is not None and install == DEFAULT_INSTALL:
-        install = f"python -m pip install ./wheels/{wheel[0]}"
+    wheels, notes = {}, []
+    if install is None and install_url is not None:
+        install = f"python -m pip install {install_url}"
+    elif install is None:
+        install, wheels, notes = _carried(platforms)
     name = rubric.assignment
     header = (f"# Public rubric of {name} for the students' self-check (grader check .).\n"
               f"# Written by `grader bundle {name} --student`; hidden items are graded by the instructor.\n")
     members = {f"{name}/{rel}": data for rel, data in files.items()}
     members[f"{name}/{name}.yaml"] = public.model_copy(update={"skeleton": None, "checkpoints": None}).to_yaml(
         header).encode()
+    carried_for = platforms if install == CARRIED_INSTALL else None
     members[f"{name}/README.md"] = handout_readme.student(public, sorted(files), sorted(checkpoints),
-                                                          install).encode()
+                                                          install, carried_for).encode()
     for file_name, path in checkpoints.items():
         members[f"{name}/{file_name}"] = path
-    if wheel is not None:
-        members[f"{name}/wheels/{wheel[0]}"] = wheel[1]
+    for file_name, data in wheels.items():
+        members[f"{name}/wheels/{file_name}"] = data
     for file_name, data in answers.items():
         members[f"{name}/{file_name}"] = data
     _refuse_solutions(rubric, members)
-    return write_zip(out, members)
+    made = write_zip(out, members)
+    made.notes = notes
+    return made
+
+
+def _carried(platforms: tuple[str, ...]) -> tuple[str, dict[str, bytes | Path], list[str]]:
+    """The install line and wheels/ of a handout that installs from its own files: this grader's
+    wheel and its dependencies' (torch excepted).  Offline, the grader's wheel alone, and the line
+    takes the dependencies from the package index (a note says so)."""
+    unknown = [p for p in platforms if p not in wheel.PLATFORMS]
+    if unknown:
+        raise BundleError(f"unknown platform {unknown[0]!r}; the platforms are: {', '.join(wheel.PLATFORMS)}")
+    name, data = wheel.build()
+    carried: dict[str, bytes | Path] = {name: data}
+    try:
+        carried.update({path.name: path for path in wheel.dependencies(tuple(platforms))})
+    except wheel.WheelError as e:
+        note = (f"{e}: the handout carries the grader's wheel only, and its README installs the dependencies "
+                "from the package index (online); run the bundle again online to carry them")
+        return f"python -m pip install --find-links wheels {DISTRIBUTION}", carried, [note]
+    return CARRIED_INSTALL, carried, []
 
 
 def instructor(rubric: Rubric, out: Path) -> Bundle:
@@ -168,31 +195,6 @@ def _public_answers(rubric: Rubric, public: Rubric) -> dict[str, bytes]:
         return {path.name: path.read_bytes() for path in written}
 
 
-def _wheel() -> tuple[str, bytes]:
-    """This grader as a wheel, built from its source tree without the network."""
-    import grader
-
-    root = Path(grader.__file__).resolve().parent.parent
-    if not (root / "pyproject.toml").is_file():
-        raise BundleError("--with-wheel builds the wheel from the grader's source tree, and this grader was installed "
-                          "from a package: run it from a clone, or give `--install` the line students should run")
-    with tempfile.TemporaryDirectory() as tmp:
-        # Built from a clean copy: a build/ folder left in the tree could bring back deleted modules.
-        source = Path(tmp) / "source"
-        source.mkdir()
-        for name in ("pyproject.toml", "README.md", "LICENSE"):
-            if (root / name).is_file():
-                shutil.copy(root / name, source / name)
-        shutil.copytree(root / "grader", source / "grader", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                               "--no-index", "-q", "-w", str(Path(tmp) / "out"), str(source)],
-                              capture_output=True, text=True)
-        wheels = sorted((Path(tmp) / "out").glob("*.whl"))
-        if done.returncode != 0 or len(wheels) != 1:
-            raise BundleError(f"cannot build the grader's wheel: {(done.stderr or done.stdout).strip()[-300:]}")
-        return wheels[0].name, wheels[0].read_bytes()
-
-
 def _instructor_checkpoints(rubric: Rubric, public: Rubric) -> dict[str, Path]:
     found = {}
     for item in public.items:
@@ -238,7 +240,7 @@ def write_zip(out: Path, members: dict[str, bytes | Path], executable: tuple[str
             data = members[name]
             info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
             # Weights do not compress: store them as they are, and quickly.
-            info.compress_type = zipfile.ZIP_STORED if name.endswith(_CHECKPOINT_SUFFIXES) else zipfile.ZIP_DEFLATED
+            info.compress_type = zipfile.ZIP_STORED if name.endswith(_STORED_SUFFIXES) else zipfile.ZIP_DEFLATED
             info.external_attr = (0o755 if name in executable else 0o644) << 16
             z.writestr(info, data.read_bytes() if isinstance(data, Path) else data)
     tmp.replace(out)

@@ -26,18 +26,15 @@ container is the only boundary).
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
-import io
 import json
 import os
 import sys
 import time
 import traceback
-import zipfile
 from pathlib import Path
 
-from grader.authoring.bundle import _ZIP_TIME, Bundle, BundleError, rewrite_paths, write_zip
+from grader.authoring.bundle import Bundle, BundleError, rewrite_paths, write_zip
+from grader.authoring.wheel import build as build_wheel  # one wheel builder for handouts and autograders
 from grader.rubric import Rubric
 
 TORCH_PAIR = "torch==2.14.1 torchvision==0.29.1"  # what CI tests with; installed only if the image has none
@@ -156,62 +153,6 @@ def _checkpoints(rubric: Rubric, extra: list[Path]) -> tuple[dict[str, Path], li
     return found, [n for n in names if n not in found]
 
 
-# -- a wheel of this grader ------------------------------------------------------------
-
-
-def build_wheel() -> tuple[str, bytes]:
-    """A pure-Python wheel of the grader package being run, made here (no build tool, no network):
-    the autograder runs the very code that made the zip."""
-    package = Path(__file__).resolve().parents[1]
-    name, version, requires, python = _metadata(package.parent)
-    stem = f"{name.replace('-', '_')}-{version}"  # the distribution's own name (cnn-grader)
-    dist = f"{stem}.dist-info"
-    files: dict[str, bytes] = {}
-    for path in _files(package):
-        if path.suffix not in (".pyc", ".pyo"):
-            files[f"grader/{path.relative_to(package).as_posix()}"] = path.read_bytes()
-    metadata = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}",
-                "Summary: Grade PyTorch CNN assignments against a rubric YAML.", f"Requires-Python: {python}"]
-    metadata += [f"Requires-Dist: {r}" for r in requires]
-    files[f"{dist}/METADATA"] = ("\n".join(metadata) + "\n").encode()
-    files[f"{dist}/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: grader\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-    files[f"{dist}/entry_points.txt"] = b"[console_scripts]\ngrader = grader.cli:main\n"
-    record = [f"{path},sha256={_digest(data)},{len(data)}" for path, data in sorted(files.items())]
-    files[f"{dist}/RECORD"] = ("\n".join(record + [f"{dist}/RECORD,,"]) + "\n").encode()
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
-        for path in sorted(files):
-            info = zipfile.ZipInfo(path, date_time=_ZIP_TIME)
-            info.external_attr = 0o644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            z.writestr(info, files[path])
-    return f"{stem}-py3-none-any.whl", buf.getvalue()
-
-
-def _digest(data: bytes) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-
-
-def _metadata(source: Path) -> tuple[str, str, list[str], str]:
-    """Name, version, run-time dependencies and Python of the grader: from pyproject.toml in a
-    source tree, else from the installed distribution's metadata."""
-    pyproject = source / "pyproject.toml"
-    if pyproject.is_file():
-        try:
-            import tomllib
-        except ImportError:  # Python 3.10
-            tomllib = None
-        if tomllib is not None:
-            project = tomllib.loads(pyproject.read_text())["project"]
-            return (project["name"], project["version"], list(project.get("dependencies", [])),
-                    project.get("requires-python", ">=3.10"))
-    from importlib import metadata
-
-    dist = metadata.distribution("grader")
-    requires = [r for r in (dist.requires or []) if "extra ==" not in r]
-    return dist.metadata["Name"], dist.version, requires, dist.metadata.get("Requires-Python") or ">=3.10"
-
-
 # -- inside Gradescope: grade /autograder/submission ------------------------------------
 
 
@@ -291,6 +232,7 @@ def _grade(root: Path, rubric_path: Path, unsafe_no_isolation: bool = False) -> 
     from grader import grading
     from grader.device import resolve
     from grader.options import Options
+    from grader.reference import Reference
     from grader.rubric import load
 
     rubric = load(rubric_path)
@@ -300,7 +242,11 @@ def _grade(root: Path, rubric_path: Path, unsafe_no_isolation: bool = False) -> 
                       data_dir=str(data) if data.is_dir() else None, unsafe_no_isolation=unsafe_no_isolation)
     folder = submission_folder(root / "submission", list(rubric.files))
     print(f"grading {folder} with {rubric_path} on {options.device}", flush=True)
-    report = grading.grade(folder, rubric, options, student_id="submission")
+    # Students read `visible` items here before the deadline, and may resubmit: their messages do not
+    # state the reference's values (grader.structure_diff); the others keep the precise ones.
+    reference = Reference(rubric.reference_dir(), notebook=rubric.notebook, conceal_visible=True) \
+        if rubric.reference_dir() is not None and rubric.reference_dir().is_dir() else None
+    report = grading.grade(folder, rubric, options, student_id="submission", reference=reference)
     for r in report.results:
         print(f"  {r.id}: {r.points:g}/{r.max_points:g} {r.status}: {r.message}", flush=True)
     return results(rubric, report, options.device)

@@ -43,7 +43,9 @@ def _environment_lines(public: Rubric) -> list[str]:
             "not installed where your work is graded cannot be graded.", ""]
 
 
-def student(public: Rubric, files: list[str], checkpoints: list[str], install: str) -> str:
+def student(public: Rubric, files: list[str], checkpoints: list[str], install: str,
+            carried_for: tuple[str, ...] | None = None) -> str:
+    """`carried_for`: the platforms whose wheels the handout carries, when `install` installs from them."""
     name = public.assignment
     title = public.title or name
     accuracy = [i for i in public.items if i.check == "accuracy"]
@@ -61,10 +63,16 @@ def student(public: Rubric, files: list[str], checkpoints: list[str], install: s
         + ".", "",
         "## Install the grader (once)", "",
         "```console", f"$ {install}", "```", "",
+    ]
+    if carried_for:
+        lines += [f"Run it in this folder: it installs the grader and what it needs from `wheels/`, without the "
+                  f"network, on {_platforms(carried_for)} with Python {_pythons()}. Elsewhere pip says \"No "
+                  "matching distribution\" for a dependency: run the same line online without `--no-index`.", ""]
+    lines += [
         "It is the `cnn-grader` package (`pip install grader` installs another project). It needs Python 3.10 "
-        "or newer and uses the PyTorch you have (Colab's, say). On a laptop without PyTorch, install the CPU "
-        "build first: `python -m pip install torch torchvision --extra-index-url "
-        "https://download.pytorch.org/whl/cpu`.", "",
+        "or newer and uses the PyTorch and torchvision you have (Colab's, say; numpy and pillow come with them). "
+        "On a laptop without PyTorch, install the CPU build first, online: `python -m pip install torch "
+        "torchvision --extra-index-url https://download.pytorch.org/whl/cpu`.", "",
         *_environment_lines(public),
         "## Check your work", "",
         "In this folder:", "",
@@ -81,8 +89,9 @@ def student(public: Rubric, files: list[str], checkpoints: list[str], install: s
                   "the reference solution. Hidden items may still fail when every public item passes.", ""]
     if public.answers:
         lines += ["There is no solution here: what these items compare your code with (the reference's outputs on "
-                  "some random inputs and weights, its layers and settings) is in `answers.json` and "
-                  "`answers.safetensors`, as numbers. A PASS means your code computes what the reference computes on "
+                  "some random inputs and weights, and digests of its layers' settings, from which no setting can be "
+                  "read) is in `answers.json` and `answers.safetensors`, as numbers. A failing item names your layer "
+                  "and which of its settings is wrong, not the value it should have. A PASS means your code computes what the reference computes on "
                   "those inputs; your instructor grades again with other inputs and weights, so code that returns "
                   "the stored numbers instead of computing them gets nothing.", ""]
     lines += ["`grader check` exits with 0 when every public item passes and 1 otherwise; "
@@ -109,9 +118,26 @@ def student(public: Rubric, files: list[str], checkpoints: list[str], install: s
             lines += [f"Your own checkpoint{'s' * (len(own) > 1)} ({', '.join(f'`{c}`' for c in own)}) "
                       "must be in this folder, where your training code saves it.", ""]
     extra = ", `answers.json` and `answers.safetensors` (what the checks compare with)" if public.answers else ""
+    if carried_for:
+        extra += ", `wheels/` (the grader and what it needs, to install it)"
     lines += [f"Files in this folder: {', '.join(f'`{f}`' for f in files)}, `{name}.yaml` (the public "
               f"rubric){extra} and this README.", ""]
     return "\n".join(lines)
+
+
+_PLATFORM_NAMES = {"linux": "Linux (x86-64, Colab)", "linux-arm": "Linux (ARM)", "macos": "macOS (Apple silicon)",
+                   "macos-intel": "macOS (Intel)", "windows": "Windows"}
+
+
+def _platforms(names: tuple[str, ...]) -> str:
+    words = [_PLATFORM_NAMES.get(n, n) for n in names]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + f" and {words[-1]}"
+
+
+def _pythons() -> str:
+    from grader.authoring.wheel import DEFAULT_PYTHONS
+
+    return f"{DEFAULT_PYTHONS[0]} to {DEFAULT_PYTHONS[-1]}"
 
 
 def instructor(rubric: Rubric, folders: list[str]) -> str:

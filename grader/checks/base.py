@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from grader.errors import GraderError
+from grader.structure_diff import Expected
 from grader.options import Options  # noqa: F401  (its home is grader.options; kept importable here)
 
 if TYPE_CHECKING:
@@ -135,6 +136,24 @@ class Context:
             raise NotGradable("needs the instructor's reference solution, which is not available here; "
                               "this item is graded by the instructor")
         return self.reference
+
+    def conceals(self, item: ItemBase) -> bool:
+        """Whether the messages of `item` must not state the reference's values: always in a handout
+        (grader.answers), and for what students read before the deadline (Gradescope's `visible`)."""
+        conceals = getattr(self.reference, "conceals", None)
+        return bool(conceals(item)) if conceals is not None else False
+
+    def expected_layers(self, item: ItemBase, file: str, name: str, args=(), kwargs=None, isolate=(),
+                        module: str | None = None, section: str | None = None) -> Expected:
+        """The reference's layers as a check compares with them: sealed (digests only) where the
+        messages of `item` must not quote them, plain otherwise."""
+        reference = self.require_reference()
+        if self.conceals(item):
+            sealed = reference.sealed(file, name, args, kwargs, isolate, module=module, section=section)
+            return Expected(sealed["nodes"], sealed["salt"])
+        if module is not None:
+            return Expected(reference.describe_module(file, name, args, kwargs, isolate, module=module)["nodes"])
+        return Expected(reference.describe(file, name, args, kwargs, isolate, section=section)["nodes"])
 
     def find_checkpoint(self, name: str) -> Path | None:
         from grader.checkpoints import search_order

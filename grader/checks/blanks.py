@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from grader import structure_diff
 from grader.checks.base import Context, ItemBase, Target, Verdict
 from grader.introspect import call_text
+from grader.structure_diff import Expected
 
 
 class Blank(BaseModel):
@@ -62,10 +63,15 @@ class Item(ItemBase):
 def run(item: Item, ctx: Context) -> Verdict:
     reference = ctx.require_reference()
     t = item.target
-    ref = dict(reference.describe(t.file, t.name, t.args, t.kwargs, t.isolate))
-    if item.input:  # what each module receives in the real reference network
-        ref["input_shapes"] = reference.describe(t.file, t.name, t.args, t.kwargs,
-                                                 input_shapes=[item.input])["input_shapes"]
+    if ctx.conceals(item):  # digests only: the messages say which blank is wrong, never its value
+        sealed = reference.sealed(t.file, t.name, t.args, t.kwargs, t.isolate)
+        ref = {"expected": Expected(sealed["nodes"], sealed["salt"]), "defaults": sealed.get("defaults", {})}
+    else:
+        described = reference.describe(t.file, t.name, t.args, t.kwargs, t.isolate)
+        ref = {"expected": Expected(described["nodes"]), "nodes": described["nodes"]}
+        if item.input:  # what each module receives in the real reference network
+            ref["input_shapes"] = reference.describe(t.file, t.name, t.args, t.kwargs,
+                                                     input_shapes=[item.input])["input_shapes"]
     built = ctx.student.call("build", file=t.file, name=t.name, args=t.args, kwargs=t.kwargs,
                              isolate=reference.isolation(t.file, t.isolate), timeout=ctx.timeout(item))
     student = ctx.student.call("describe", handle=built["handle"], timeout=ctx.timeout(item))
@@ -75,7 +81,7 @@ def run(item: Item, ctx: Context) -> Verdict:
     verdicts: dict[str, bool] = {}  # per blank: what rescoring (grader.batch.scoring) recounts from
     for blank in item.blanks:
         if blank.default_of:
-            results = [_grade_default(ctx, reference, t, blank.default_of)]
+            results = [_grade_default(ctx, reference, ref, t, blank.default_of)]
         else:
             results, note = _grade_module(student, ref, blank)
             if note:
@@ -92,11 +98,18 @@ def run(item: Item, ctx: Context) -> Verdict:
                    extra={"right": right, "total": total, "blanks": verdicts})
 
 
-def _grade_default(ctx: Context, reference, t: Target, param: str) -> tuple[bool, str]:
-    ref_params = {p["name"]: p for p in reference.signature(t.file, t.name)}
+def _grade_default(ctx: Context, reference, ref: dict, t: Target, param: str) -> tuple[bool, str]:
     mine = {p["name"]: p for p in ctx.student.call("signature", file=t.file, name=t.name)}
-    expected = ref_params[param]["default"]
     got = mine.get(param)
+    expected: Expected = ref["expected"]
+    if expected.sealed:
+        if got is None or not got["has_default"]:
+            return False, f"{t.name}'s {param} has no default value; the question gives it one"
+        if param not in ref["defaults"] or not expected.matches(got["default"], ref["defaults"][param]):
+            return False, f"{t.name}'s {param} defaults to {got['default']!r}, not the value the question needs"
+        return True, ""
+    ref_params = {p["name"]: p for p in reference.signature(t.file, t.name)}
+    expected = ref_params[param]["default"]
     if got is None or not got["has_default"]:
         return False, f"{t.name}'s {param} has no default value; expected {expected!r}"
     if not structure_diff.same(got["default"], expected):
@@ -106,32 +119,44 @@ def _grade_default(ctx: Context, reference, t: Target, param: str) -> tuple[bool
 
 def _grade_module(student: dict, ref: dict, blank: Blank) -> tuple[list[tuple[bool, str]], str | None]:
     path = blank.module
-    r_node = ref["nodes"][path]
+    expected: Expected = ref["expected"]
     s_node = student["nodes"].get(path)
     if s_node is None:
-        return [(False, f"{path}.{a}: your model has no module at {path} (expected {call_text(r_node)})")
-                for a in blank.attrs], None
-    if _behaves_the_same(s_node, r_node, ref.get("input_shapes", {}).get(path)):
+        where = "" if expected.sealed else f" (expected {expected.text(path)})"
+        return [(False, f"{path}.{a}: your model has no module at {path}{where}") for a in blank.attrs], None
+    if not expected.sealed and _behaves_the_same(s_node, ref["nodes"][path], ref.get("input_shapes", {}).get(path)):
+        r_node = ref["nodes"][path]
         note = None
         if not all(structure_diff.same(structure_diff.arguments(s_node, r_node).get(a),
                                        structure_diff.arguments(r_node).get(a)) for a in blank.attrs):
             note = (f"{path}: {call_text(s_node)} differs from {call_text(r_node)} but gives the same result "
                     f"on its {ref['input_shapes'][path]} input, so it earns the points")
         return [(True, "")] * len(blank.attrs), note
-    if s_node["type"] != r_node["type"]:
-        return [(False, f"{path}.{a}: {path} is {call_text(s_node)}; expected a {r_node['type']}")
+    if not expected.same_type(s_node, path):
+        need = "another kind of layer" if expected.sealed else f"a {expected.type_name(path)}"
+        return [(False, f"{path}.{a}: {path} is {_own(s_node, expected)}; expected {need}")
                 for a in blank.attrs], None
-    s_args, r_args = structure_diff.arguments(s_node, r_node), structure_diff.arguments(r_node)
+    s_args, r_args = expected.student_args(s_node, path), expected.args(path)
     results = []
     for attr in blank.attrs:
-        expected, got = r_args.get(attr), s_args.get(attr)
-        accepted = [expected] + blank.accept.get(attr, [])
-        if any(structure_diff.same(got, a) for a in accepted):
+        got = s_args.get(attr)
+        if expected.matches(got, r_args.get(attr)) or \
+                any(structure_diff.same(got, a) for a in blank.accept.get(attr, [])):
             results.append((True, ""))
+        elif expected.sealed:
+            results.append((False, f"{path}.{attr} is {structure_diff.normalize(got)!r}, "
+                                   f"not what the question needs ({s_node['type']})"))
         else:
             results.append((False, f"{path}.{attr} is {structure_diff.normalize(got)!r}; "
-                                   f"expected {structure_diff.normalize(expected)!r} ({r_node['type']})"))
+                                   f"expected {structure_diff.normalize(r_args.get(attr))!r} "
+                                   f"({expected.type_name(path)})"))
     return results, None
+
+
+def _own(s_node: dict, expected: Expected) -> str:
+    """The student's layer: as its call in the instructor's grading; by its type where messages are
+    sealed (its arguments could be partly the answer's)."""
+    return f"a {s_node['type']}" if expected.sealed else call_text(s_node)
 
 
 def _behaves_the_same(s_node: dict, r_node: dict, input_shape: list | None) -> bool:

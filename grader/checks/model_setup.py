@@ -150,9 +150,8 @@ def _outputs(item: Item, ctx: Context, facet: Outputs) -> tuple[bool, str, list[
 def _explain(ctx: Context, item: Item, handle: int) -> list[str]:
     t = item.target
     student = ctx.student.call("describe", handle=handle, timeout=ctx.timeout(item))["nodes"]
-    reference = ctx.require_reference().describe(t.file, t.name, t.args, t.kwargs, t.isolate,
-                                                 section=t.section)["nodes"]
-    return structure_diff.differences(student, reference)
+    expected = ctx.expected_layers(item, t.file, t.name, t.args, t.kwargs, t.isolate, section=t.section)
+    return structure_diff.differences(student, expected)
 
 
 # -- init -----------------------------------------------------------------------

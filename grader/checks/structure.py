@@ -5,6 +5,10 @@ lines: one block left out or added costs one block, not every block after it.
 Classes in target.isolate are stand-ins that record their constructor arguments, so
 layer3 is judged by the ResidualBlock calls the student wrote, not by whether their
 ResidualBlock (another question) is right.
+
+Where the messages must not state the answer (a handout, grader.structure_diff), the
+reference's blocks are digests: a message names the student's block and which argument
+differs, and says whether the question needs more or fewer blocks, never how many.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ from typing import Literal
 
 from pydantic import Field
 
-from grader import structure_diff
 from grader.checks.base import Context, ItemBase, Target, Verdict
 from grader.introspect import call_text
 from grader.reference import ReferenceUnavailable
@@ -33,7 +36,7 @@ class Item(ItemBase):
 def run(item: Item, ctx: Context) -> Verdict:
     reference = ctx.require_reference()
     t = item.target
-    ref = reference.describe_module(t.file, t.name, t.args, t.kwargs, t.isolate, module=item.module)["nodes"]
+    ref = ctx.expected_layers(item, t.file, t.name, t.args, t.kwargs, t.isolate, module=item.module)
     built = ctx.student.call("build", file=t.file, name=t.name, args=t.args, kwargs=t.kwargs,
                              isolate=reference.isolation(t.file, t.isolate), timeout=ctx.timeout(item))
     student = ctx.student.call("describe", handle=built["handle"], timeout=ctx.timeout(item))["nodes"]
@@ -42,31 +45,58 @@ def run(item: Item, ctx: Context) -> Verdict:
         raise ReferenceUnavailable(f"the reference {t.name} has no module {path}")
     if path not in student:
         return Verdict.zero(f"your model has no {path}")
-    r_children = [f"{path}.{c}" for c in ref[path]["children"]]
+    r_children = [f"{path}.{c}" for c in ref.children(path)]
     s_children = [f"{path}.{c}" for c in student[path]["children"]]
     steps = align(len(s_children), len(r_children),
-                  lambda i, j: _subtree_same(student, s_children[i], ref, r_children[j]))
+                  lambda i, j: ref.same_subtree(student, s_children[i], r_children[j]))
+    say = _sealed_problem if ref.sealed else _plain_problem
     matched, problems = 0, []
     for op, i, j in steps:
         if op == "same":
             matched += 1
-        elif op == "wrong":
-            problems.append(f"{path}[{i}] is {call_text(student[s_children[i]])}; "
-                            f"expected {call_text(ref[r_children[j]])}")
-        elif op == "missing":
-            problems.append(f"{path}: a block is missing {_place(i, len(s_children), path)}; "
-                            f"expected {call_text(ref[r_children[j]])}")
         else:
-            problems.append(f"{path}[{i}] {call_text(student[s_children[i]])} is one too many")
+            problems.append(say(op, path, student, s_children, i, ref, r_children, j))
     n_ref, n_student = len(r_children), len(s_children)
     # per child, and the counts: what rescoring (grader.batch.scoring) needs under either credit policy
     extra = {"matched": matched, "reference_children": n_ref, "student_children": n_student,
              "errors": len(problems), "children": [op for op, _, _ in steps]}
     if not problems:
         return Verdict.full(item, f"{path}: all {n_ref} blocks as expected", extra=extra)
-    head = (f"{path} has {n_student} blocks; expected {n_ref}" if n_student != n_ref
-            else f"{path}: {matched} of {n_ref} blocks right")
+    if ref.sealed:  # "a block is missing" four times would say how many the question has
+        problems = list(dict.fromkeys(problems))
+    if n_student == n_ref:
+        head = f"{path}: {matched} of {n_ref} blocks right"
+    elif ref.sealed:  # the count is an answer too: say which way, not how many
+        head = f"{path} has {n_student} blocks; the question needs {'more' if n_ref > n_student else 'fewer'}"
+    else:
+        head = f"{path} has {n_student} blocks; expected {n_ref}"
     return Verdict(credit(item, extra), f"{head}: {problems[0]}", details=problems, extra=extra)
+
+
+def _plain_problem(op: str, path: str, student: dict, s_children: list, i: int, ref, r_children: list,
+                   j: int) -> str:
+    """One difference, quoting the reference's block (the instructor's grading)."""
+    if op == "wrong":
+        return f"{path}[{i}] is {call_text(student[s_children[i]])}; expected {ref.text(r_children[j])}"
+    if op == "missing":
+        return f"{path}: a block is missing {_place(i, len(s_children), path)}; expected {ref.text(r_children[j])}"
+    return f"{path}[{i}] {call_text(student[s_children[i]])} is one too many"
+
+
+def _sealed_problem(op: str, path: str, student: dict, s_children: list, i: int, ref, r_children: list,
+                    j: int) -> str:
+    """One difference, naming the student's block and what differs in kind, never a value."""
+    if op == "missing":
+        return f"{path}: a block is missing {_place(i, len(s_children), path)}"
+    if op == "extra":
+        return f"{path}[{i}] is one too many"
+    s_node = student[s_children[i]]
+    if not ref.same_type(s_node, r_children[j]):
+        return f"{path}[{i}] is a {s_node['type']}; the question needs another kind of block there"
+    wrong = ref.wrong_args(s_node, r_children[j])
+    if wrong:
+        return f"{path}[{i}]: its {', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} not what the question needs"
+    return f"{path}[{i}] is not the block the question needs there (its arguments or layers differ)"
 
 
 def credit(item: Item, extra: dict) -> float:
@@ -117,16 +147,3 @@ def align(n_student: int, n_ref: int, same) -> list[tuple[str, int, int]]:
             steps.append(("extra", i - 1, j))
             i -= 1
     return steps[::-1]
-
-
-def _subtree_same(student: dict, s_path: str, ref: dict, r_path: str) -> bool:
-    s_node, r_node = student[s_path], ref[r_path]
-    if s_node["type"] != r_node["type"]:
-        return False
-    s_args, r_args = structure_diff.arguments(s_node, r_node), structure_diff.arguments(r_node)
-    if set(s_args) != set(r_args) or not all(structure_diff.same(s_args[k], r_args[k]) for k in r_args):
-        return False
-    if len(s_node["children"]) != len(r_node["children"]):
-        return False
-    return all(_subtree_same(student, f"{s_path}.{a}", ref, f"{r_path}.{b}")
-               for a, b in zip(s_node["children"], r_node["children"]))
