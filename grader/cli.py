@@ -158,12 +158,15 @@ def _options(device: str, precision: Precision, checkpoints: list[Path], data_di
 
 
 
-def _isolation(options: Options, rubric_obj, unsafe: bool) -> None:
-    """Who may run code unisolated: a run given --unsafe-no-isolation, or a self-check (a public
-    rubric: a student's own code on their own computer, e.g. a Mac); grading with the full rubric
-    is an instructor's, and refuses (grader.sandbox.fail_closed)."""
+def _isolation(options: Options, rubric_obj, unsafe: bool, submission: Path) -> None:
+    """Who may run code unisolated: a run given --unsafe-no-isolation, or one's own code: a
+    self-check (a public rubric: a student's code on their own computer, e.g. a Mac) or the
+    rubric's own reference solution (the instructor's); grading anyone else's with the full
+    rubric refuses (grader.sandbox.fail_closed)."""
     options.unsafe_no_isolation = unsafe
-    options.self_check = bool(rubric_obj.public)
+    reference = rubric_obj.reference_dir()
+    own = reference is not None and reference.resolve() == submission.resolve()
+    options.self_check = bool(rubric_obj.public) or own
 
 
 def _item_ids(items: Optional[str], rubric_obj) -> Optional[list[str]]:
@@ -224,7 +227,7 @@ def check(
     rubric_obj = rubric_obj.with_limits(**_limits(timeout, item_timeout, memory_mb))
     options = _options(device, precision, checkpoints, data_dir, download, batch_size)
     options.train_if_missing, options.train_budget_s = train, train_budget
-    _isolation(options, rubric_obj, unsafe_no_isolation)
+    _isolation(options, rubric_obj, unsafe_no_isolation, submission)
     console = Console()
     err = Console(stderr=True)
     if as_json or not err.is_terminal:
@@ -664,7 +667,7 @@ def train_command(
     rubric_obj = assignments.resolve(rubric, submission)
     _item_ids(item, rubric_obj)
     options = _options(device, Precision.fp32, [], data_dir, download, None)
-    _isolation(options, rubric_obj, unsafe_no_isolation)
+    _isolation(options, rubric_obj, unsafe_no_isolation, submission)
     err = Console(stderr=True)
     with training_progress(err, item) as on_progress:
         try:

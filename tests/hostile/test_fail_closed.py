@@ -133,6 +133,20 @@ def test_check_with_the_instructors_rubric_refuses_and_a_self_check_runs_with_a_
     assert "boundary: NONE" in unsafe.stdout
 
 
+def test_check_of_the_rubrics_own_reference_runs_unisolated_and_a_copy_of_it_does_not(tmp_path):
+    """README's first command grades the shipped reference on a machine without bubblewrap: the
+    instructor's own code.  The same files anywhere else are someone's submission."""
+    rubric_path = write_course(tmp_path)
+    env = {"GRADER_NO_ISOLATION": "1"}
+    own = run_cli("check", str(tmp_path / "course" / "reference"), "--rubric", str(rubric_path), env=env,
+                  timeout=300)
+    assert own.returncode == 0, own.stdout + own.stderr
+    assert "boundary: NONE: this code ran WITHOUT OS isolation" in own.stdout
+    copy = write_submission(tmp_path / "copy")
+    refused = run_cli("check", str(copy), "--rubric", str(rubric_path), env=env, timeout=300)
+    assert refused.returncode == 2 and "cannot run inside the OS sandbox here" in refused.stderr
+
+
 @needs_bwrap
 def test_check_says_which_boundary_graded_it(tmp_path):
     done = run_cli("check", str(write_submission(tmp_path / "alice")), "--rubric", str(write_course(tmp_path)),
