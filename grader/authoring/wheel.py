@@ -149,10 +149,14 @@ def _download(requirements: list[str], platforms, pythons, folder: Path) -> None
         for platform in platforms:
             for python in pythons:
                 tags = [arg for tag in PLATFORMS[platform] for arg in ("--platform", tag)]
-                done = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
-                                       "--only-binary=:all:", *tags, "--python-version", python,
-                                       "--implementation", "cp", "--dest", tmp, *requirements],
-                                      capture_output=True, text=True)
+                try:  # offline, pip retries for a while: bounded, so a bundle never hangs on it
+                    done = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
+                                           "--retries", "2", "--timeout", "20", "--only-binary=:all:", *tags,
+                                           "--python-version", python, "--implementation", "cp", "--dest", tmp,
+                                           *requirements], capture_output=True, text=True, timeout=600)
+                except subprocess.TimeoutExpired:
+                    raise WheelError(f"cannot download the grader's dependencies for {platform}, Python {python} "
+                                     "(no answer from the package index in 10 minutes)") from None
                 if done.returncode != 0:
                     why = (done.stderr or done.stdout).strip().splitlines()
                     raise WheelError(f"cannot download the grader's dependencies for {platform}, Python {python} "
