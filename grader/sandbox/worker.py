@@ -91,8 +91,20 @@ def serve(conn, output, config: WorkerConfig) -> None:
             break
         if request.get("op") == "exit":
             break
-        send(worker.handle(request))
+        reply = worker.handle(request)
+        _flush_prints()  # what it printed reaches the report before the answer, and before the end
+        send(reply)
+    _flush_prints()
     _real_exit(0)
+
+
+def _flush_prints() -> None:
+    """print() to a pipe is block-buffered: without this, a student's unflushed prints are lost."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # the student's code may have replaced or closed it
+            pass
 
 
 def _import_native_packages() -> None:
@@ -107,6 +119,7 @@ def _import_native_packages() -> None:
 def _report_exits(send) -> None:
     """Tell the grader when the student's code ends the process itself."""
     def reporting_exit(code=0):
+        _flush_prints()
         try:
             send({"note": f"the submission called os._exit({code})"})
         finally:
