@@ -197,6 +197,7 @@ def _evaluate(ctx: Context, item: Item, handle: int, data, spec, checkpoint) -> 
             return ctx.student.call("predict", handle=handle, images=batch, mean=spec.normalize.mean,
                                     std=spec.normalize.std, batch_size=ctx.options.batch_size,
                                     precision=ctx.options.precision, logits=True, timeout=max(1.0, budget - spent),
+                                    stated_timeout=budget,  # the evaluation's limit, not what is left of it
                                     max_reply_bytes=evaluate.reply_bytes(len(batch), classes))
         finally:
             spent += time.monotonic() - started

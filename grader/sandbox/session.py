@@ -274,13 +274,17 @@ class StudentProcess:
     # -- calls --------------------------------------------------------------
 
     def call(self, op: str, *, timeout: float | None = None, on_progress: Callable[[dict], None] | None = None,
-             max_reply_bytes: int | None = None, **args):  # max_reply_bytes: the reply's expected size (bound)
+             max_reply_bytes: int | None = None, stated_timeout: float | None = None,
+             **args):  # max_reply_bytes: the reply's expected size (bound)
         """Run one operation; return its result or raise StudentFailure.
 
         Any operation naming a file imports it first; an import that failed once
         fails again at once (an endless loop at import costs one timeout, not one per item).
         max_reply_bytes: the most the reply may hold (what the caller expects, e.g. N class
         ids); a larger reply fails the operation without being read.
+        stated_timeout: the limit a timeout message names, when `timeout` is what is left of a
+        longer one (the calls of one evaluation share its limit): what is left depends on the
+        machine's load, and a verdict must not.
         """
         file = args.get("file")
         if file in self.fatal_imports:
@@ -298,7 +302,7 @@ class StudentProcess:
         self._watch, self._breach = self._counters(), None
         try:
             try:
-                result = self._call(op, args, file, timeout, limit, what, bound, on_progress)
+                result = self._call(op, args, file, timeout, limit, what, bound, on_progress, stated_timeout)
             except StudentFailure as failure:
                 raise self._past_limit(what) or self._as_limit(failure) from None
             breach = self._past_limit(what)
@@ -350,7 +354,7 @@ class StudentProcess:
             self._stop_after_failure()  # its leftover processes, files or threads end with it
         return limited
 
-    def _call(self, op, args, file, timeout, limit, what, bound, on_progress):
+    def _call(self, op, args, file, timeout, limit, what, bound, on_progress, stated_timeout=None):
         try:
             try:
                 self._channel.send_bytes(protocol.encode({"op": op, "args": self._inside(args)}),
@@ -360,7 +364,7 @@ class StudentProcess:
                 raise StudentFailure("timeout", f"did not read its request within {timeout:g} s while {what}") \
                     from None
             response = self._receive(deadline=time.monotonic() + timeout, timeout=timeout, what=what,
-                                     on_progress=on_progress, limit=limit, bound=bound)
+                                     on_progress=on_progress, limit=limit, bound=bound, stated=stated_timeout)
             if "violations" in response or "tampered" in response:
                 self._stop()  # a process that broke the rules is not reused
                 raise self._integrity_failure(response)
@@ -401,7 +405,7 @@ class StudentProcess:
         return StudentFailure("violation", f"blocked: {first}", output=self.output)
 
     def _receive(self, deadline: float, timeout: float, what: str, on_progress=None,
-                 limit: str | None = None, bound: int = DEFAULT_REPLY_BYTES) -> dict:
+                 limit: str | None = None, bound: int = DEFAULT_REPLY_BYTES, stated: float | None = None) -> dict:
         next_sample = time.monotonic() + 1.0
         while True:
             now = time.monotonic()
@@ -410,7 +414,7 @@ class StudentProcess:
                 file, line, code = self._where_stuck()
                 self._stop_after_failure()
                 message = f"{limit} while {what}" if limit else \
-                    f"did not finish within {timeout:g} s while {what} (an endless loop?)"
+                    f"did not finish within {stated or timeout:g} s while {what} (an endless loop?)"
                 failure = StudentFailure("timeout", message, file, line, code, output=self.output)
                 self._remember_hang(failure, what)
                 raise failure
