@@ -58,3 +58,40 @@ def test_matplotlib_needs_no_program_at_first_import(tmp_path):
     with StudentProcess({"plots.py": code}, Limits(timeout_s=120)) as student:
         assert student.call("call", file="plots.py", name="backend")["tensor"].tolist() == [1.0]
     assert not [n for n in student.notes if "start a program" in n]
+
+
+SCRATCH = '''
+import os
+import tempfile
+
+import torch
+
+os.makedirs("/tmp", exist_ok=True)
+with open("/tmp/cache.txt", "w") as f:
+    f.write("scratch")
+with tempfile.NamedTemporaryFile("w", delete=False) as f:
+    f.write("more")
+    made = f.name
+with open("/dev/shm/shared.bin", "wb") as f:
+    f.write(b"x")
+
+
+def scratch():
+    return torch.tensor([float(open("/tmp/cache.txt").read() == "scratch"), float(os.path.getsize(made) == 4),
+                         float(os.path.getsize("/dev/shm/shared.bin") == 1)])
+'''
+
+
+def test_scratch_files_in_tmp_and_dev_shm_work_inside_the_sandbox(tmp_path):
+    """/tmp and /dev/shm are the student's own inside the sandbox (a fresh tmpfs per student):
+    tempfile and libraries' scratch files cost nothing; the next student never sees them."""
+    from grader.sandbox import boundary
+
+    if not boundary.available()[0]:
+        pytest.skip(f"needs the sandbox: {boundary.available()[1]}")
+    code = tmp_path / "scratch.py"
+    code.write_text(SCRATCH)
+    with StudentProcess({"scratch.py": code}, Limits(timeout_s=120)) as student:
+        assert student.call("call", file="scratch.py", name="scratch")["tensor"].tolist() == [1.0, 1.0, 1.0]
+    assert not student.notes
+    assert not Path("/tmp/cache.txt").exists() and not Path("/dev/shm/shared.bin").exists()

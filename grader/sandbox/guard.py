@@ -118,7 +118,8 @@ def enter(policy: Policy, output_fd: int | None) -> dict[str, str]:
         p for p in sys.path
         if p and os.path.realpath(p) != policy.workdir and _within(os.path.realpath(p), policy.read_roots)
     ]
-    status["files"] = landlock.restrict(policy.read_roots + [policy.workdir], [policy.workdir, "/dev"])
+    own = _own_places(policy)
+    status["files"] = landlock.restrict(policy.read_roots + own, own + ["/dev"])
     exposed = [p for p in policy.private if _within(p, policy.read_roots)]
     if exposed:  # Landlock cannot take back part of a folder it allows: the audit hook alone guards these
         status["private"] = f"audit hook only for {', '.join(exposed)} (inside a readable system folder)"
@@ -284,6 +285,14 @@ def _is_write(mode, flags) -> bool:
     return False
 
 
+def _own_places(policy: Policy) -> list[str]:
+    """Where the student's code may write: its folder, and inside the sandbox /tmp and /dev/shm
+    too, which are its own there (a fresh size-limited tmpfs per student: grader.sandbox.fresh),
+    so tempfile and libraries that write scratch files work as on a laptop.  Without the
+    sandbox they are this computer's, and stay refused."""
+    return [policy.workdir, *(("/tmp", "/dev/shm") if policy.boundary else ())]
+
+
 def _audit(event: str, args: tuple) -> None:
     policy = _policy
     if policy is None:
@@ -295,18 +304,18 @@ def _audit(event: str, args: tuple) -> None:
         mode = args[1] if len(args) > 1 else None
         flags = args[2] if len(args) > 2 else None
         if _is_write(mode, flags):
-            if not (_within(path, [policy.workdir]) or path == "/dev/null"):
+            if not (_within(path, _own_places(policy)) or path == "/dev/null"):
                 raise _violation(f"write to {path} outside its own folder")
-        elif not _within(path, policy.read_roots + [policy.workdir]) or _private(path, policy):
+        elif not _within(path, policy.read_roots + _own_places(policy)) or _private(path, policy):
             raise _violation(f"read {path}, outside the submission")
     elif event in _WRITE_EVENTS:
         for arg in args[:2]:
             path = _path_of(arg) if isinstance(arg, (str, bytes, os.PathLike)) else None
-            if path is not None and not _within(path, [policy.workdir]):
+            if path is not None and not _within(path, _own_places(policy)):
                 raise _violation(f"change {path} outside its own folder ({event})")
     elif event in _LIST_EVENTS:
         path = _path_of(args[0]) if args and isinstance(args[0], (str, bytes, os.PathLike)) else None
-        if path is not None and (not _within(path, policy.read_roots + [policy.workdir]) or _private(path, policy)):
+        if path is not None and (not _within(path, policy.read_roots + _own_places(policy)) or _private(path, policy)):
             raise _violation(f"list the folder {path}, outside the submission")
     elif event in _PROCESS_EVENTS:
         raise _violation(_PROCESS_EVENTS[event])
