@@ -148,11 +148,11 @@ def students(paths: dict[str, str]) -> list[Student]:
                                             "            # END"),
                 well_behaved=True, points={"resnet50_layer4.layer4": 16.6667, "resnet50_layer4.accuracy": 0},
                 reasons={"resnet50_layer4.layer4": "5 blocks", "resnet50_layer4.accuracy": "does not fit"}),
-        # ResidualBlock's class statement does not parse: every item that builds it fails with the
-        # SyntaxError; the blanks of ResNet50_layer4, read from its own statement, keep their points.
+        # ResidualBlock's class statement does not parse: the items that need the student's block fail
+        # with the SyntaxError; ResNet50_layer4's own statement still loads, so its blanks and its layers
+        # (built with the reference's block standing in for Question 1) keep their points.
         _student("s06_syntax_error", replace("def forward(self, x):", "def forward(self, x)"),
-                 items=tuple(i for i in RESNET_ITEMS if i != "resnet50_layer4.blanks"),
-                 words="SyntaxError", failure="syntax"),
+                 items=BLOCK_ITEMS, words="SyntaxError", failure="syntax"),
         _student("s07_loop_at_import", at_import(LOOP), words="did not finish", failure="timeout"),
         _student("s08_loop_in_forward", in_block_forward(LOOP), items=BLOCK_ITEMS, words="did not finish",
                  later_words="timed out in forward, resnet50_skeleton.py:", failure="timeout"),

@@ -177,6 +177,7 @@ class Worker:
             broken = broken_name(module, name) if name else None
             if broken:
                 info["message"] += f" ({name} did not parse: {broken['message']} at line {broken['line']})"
+                info["kind"] = broken["kind"]  # the cause is the statement that did not parse
                 return
             run = notebook.notebook_run(module)
             why = run.why_missing(name) if name and run is not None else None
