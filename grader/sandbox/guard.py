@@ -31,6 +31,10 @@ from typing import Callable
 
 from grader.sandbox import environment, landlock
 
+# What the report says of the boundary (the grader sets it itself: grader.sandbox.session).
+BOUNDARY_TEXT = "bubblewrap: own user, pid, mount, network, IPC and UTS namespaces; uid 65534; no capabilities"
+UNISOLATED_TEXT = "none: this code ran WITHOUT OS isolation (bubblewrap is not available)"
+
 
 @dataclass
 class Policy:
@@ -103,11 +107,10 @@ def enter(policy: Policy, output_fd: int | None) -> dict[str, str]:
         os.dup2(output_fd, 1)
         os.dup2(output_fd, 2)
     if policy.boundary:
-        status["boundary"] = ("bubblewrap: own user, pid, mount, network, IPC and UTS namespaces; uid 65534; "
-                              "no capabilities")
+        status["boundary"] = BOUNDARY_TEXT
         status["network"] = "namespace (bubblewrap: no interface but loopback)"
     else:
-        status["boundary"] = "none: this code ran WITHOUT OS isolation (bubblewrap is not available)"
+        status["boundary"] = UNISOLATED_TEXT
         status["network"] = _isolate_network()
     _limit_resources(policy.memory_bytes)
     _clean_environment(policy)

@@ -23,7 +23,7 @@ from grader.errors import GraderError
 from grader.sandbox import boundary, environment, fail_closed, fresh, protocol
 from grader.sandbox.limits import LIMIT_KINDS, Limits, message as limit_message  # noqa: F401  (Limits: its home)
 from grader.sandbox.children import LocalChild, SandboxedChild, main_module_hidden  # noqa: F401
-from grader.sandbox.guard import system_read_roots
+from grader.sandbox.guard import BOUNDARY_TEXT, UNISOLATED_TEXT, system_read_roots
 from grader.sandbox.worker import WorkerConfig
 
 DEFAULT_REPLY_BYTES = 64 << 20
@@ -108,10 +108,6 @@ class _Output:
             return bytes(self.head).decode(errors="replace")
         return (bytes(self.head).decode(errors="replace") + f"\n... [{self.total:,} bytes in all] ...\n"
                 + bytes(self.tail).decode(errors="replace"))
-
-
-BOUNDARY_TEXT = "bubblewrap: own user, pid, mount, network, IPC and UTS namespaces; uid 65534; no capabilities"
-UNISOLATED_TEXT = "none: this code ran WITHOUT OS isolation (bubblewrap is not available)"
 
 
 class StudentProcess:
